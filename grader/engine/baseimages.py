@@ -1,0 +1,213 @@
+"""Base images for the course's Dockerfiles, built here from Debian packages.
+
+No container registry is reachable on the machines the course is developed and tested on,
+so ``FROM python:3.11-slim`` would fail. The course registry doubles as dockerd's mirror for
+Docker Hub names, and this module fills it with honest local stand-ins, each for
+linux/amd64 and linux/arm64, labelled as such. Each image carries the hash of its recipe
+and is rebuilt only when the recipe changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from grader import proc
+from grader.engine.config import PLATFORMS, Settings
+from grader.engine.steps import run_streamed, say, step
+from grader.registry import RegistryClient, RegistryError
+
+DEBIAN_SUITE = "bookworm"
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+#: Slim like the official image: no docs, man pages or locales.
+MMDEBSTRAP_ARGS = (
+    "--variant=minbase",
+    "--include=ca-certificates",
+    "--aptopt=APT::Install-Recommends \"false\"",
+    "--dpkgopt=path-exclude=/usr/share/doc/*",
+    "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+    "--dpkgopt=path-exclude=/usr/share/man/*",
+    "--dpkgopt=path-exclude=/usr/share/info/*",
+    "--dpkgopt=path-exclude=/usr/share/locale/*",
+    "--dpkgopt=path-exclude=/usr/share/lintian/*",
+)
+LABEL_RECIPE = "org.multiplatform-course.recipe"
+DESCRIPTION = (
+    "Local stand-in built from Debian {suite} packages by multiplatform-course, "
+    "not the official Docker Hub image"
+)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    tags: tuple[str, ...]
+    rootfs: bool = False
+
+    def files(self) -> dict[str, bytes]:
+        folder = resources.files("grader.engine") / "recipes" / self.name
+        return {f.name: f.read_bytes() for f in sorted(folder.iterdir(), key=lambda f: f.name)}
+
+    def digest(self) -> str:
+        """Hash of everything that shapes the image: recipe files, and for rootfs images the
+        mmdebstrap arguments. Images that build FROM another recipe include its hash."""
+        h = hashlib.sha256()
+        for name, data in self.files().items():
+            h.update(name.encode() + b"\0" + data + b"\0")
+        if self.rootfs:
+            h.update(repr((DEBIAN_SUITE, MMDEBSTRAP_ARGS, PLATFORMS)).encode())
+        if self.name != "debian":
+            h.update(RECIPES[0].digest().encode())
+        return h.hexdigest()[:16]
+
+
+#: Built in order: later recipes are FROM debian:bookworm-slim.
+RECIPES: tuple[Recipe, ...] = (
+    Recipe(
+        "debian",
+        ("debian:bookworm-slim", "debian:bookworm", "debian:12-slim", "debian:12"),
+        rootfs=True,
+    ),
+    Recipe("busybox", ("busybox:latest", "busybox:stable")),
+    Recipe("python", ("python:3.11-slim", "python:3.11-slim-bookworm", "python:3.11")),
+    Recipe("golang", ("golang:1.19", "golang:1.19-bookworm")),
+)
+
+
+def repo_for(host: str, tag: str) -> str:
+    """``python:3.11-slim`` -> ``127.0.0.1:5000/library/python:3.11-slim`` (mirror layout)."""
+    name = tag if "/" in tag.split(":")[0] else f"library/{tag}"
+    return f"{host}/{name}"
+
+
+def current_recipe(client: RegistryClient, host: str, tag: str) -> str | None:
+    """The recipe hash of ``tag`` in the registry, if it holds both platforms."""
+    try:
+        index = client.fetch_manifest(repo_for(host, tag))
+        if not index.is_index:
+            return None
+        present = {str(d.normalized_platform) for d in index.manifests if not d.is_attestation}
+        if not set(PLATFORMS) <= present:
+            return None
+        first = next(d for d in index.manifests if not d.is_attestation)
+        config = client.fetch_config(client.fetch_child(index, first))
+        labels = (config.json.get("config") or {}).get("Labels") or {}
+        return labels.get(LABEL_RECIPE)
+    except (RegistryError, StopIteration):
+        return None
+
+
+def status(host: str, client: RegistryClient | None = None) -> dict[str, dict]:
+    """Per image tag: which platforms are present and whether the recipe is current."""
+    client = client or RegistryClient(timeout=5)
+    out: dict[str, dict] = {}
+    for recipe in RECIPES:
+        for tag in recipe.tags[:1]:
+            platforms: list[str] = []
+            try:
+                index = client.fetch_manifest(repo_for(host, tag))
+                platforms = sorted(
+                    str(d.normalized_platform) for d in index.manifests if not d.is_attestation
+                ) if index.is_index else []
+            except RegistryError:
+                pass
+            out[tag] = {
+                "platforms": platforms,
+                "current": current_recipe(client, host, tag) == recipe.digest(),
+            }
+    return out
+
+
+def _rootfs(cache: Path, arch: str) -> Path:
+    """A Debian minbase rootfs tarball for ``arch``, cached by its arguments."""
+    key = hashlib.sha256(repr((DEBIAN_SUITE, MMDEBSTRAP_ARGS, arch)).encode()).hexdigest()[:16]
+    tar = cache / f"rootfs-{arch}-{key}.tar"
+    if tar.exists():
+        return tar
+    for old in cache.glob(f"rootfs-{arch}-*.tar"):
+        old.unlink()
+    cache.mkdir(parents=True, exist_ok=True)
+    partial = tar.with_suffix(".partial.tar")
+    with step(f"mmdebstrap {DEBIAN_SUITE} for {arch}" + (" (under QEMU)" if arch != _host_arch()
+                                                            else "")):
+        run_streamed(
+            ["mmdebstrap", f"--arch={arch}", *MMDEBSTRAP_ARGS, DEBIAN_SUITE, str(partial),
+             DEBIAN_MIRROR],
+            timeout=1800,
+            show=("I:", "E:", "W:"),
+        )
+    partial.replace(tar)
+    return tar
+
+
+def _host_arch() -> str:
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
+
+
+def _keep_build_line(line: str) -> bool:
+    # Plain progress: show steps starting and finishing, not every log line.
+    return line.startswith("#") and (" [" in line[:12] or " DONE " in line or "ERROR" in line
+                                     or "CACHED" in line)
+
+
+def build(settings: Settings, recipe: Recipe, client: RegistryClient) -> bool:
+    """Build and push ``recipe`` unless the registry already has it; True when built."""
+    host = settings.registry_host
+    digest = recipe.digest()
+    if current_recipe(client, host, recipe.tags[0]) == digest:
+        return False
+    with tempfile.TemporaryDirectory(prefix=f"course-{recipe.name}-") as tmp:
+        ctx = Path(tmp)
+        for name, data in recipe.files().items():
+            (ctx / name).write_bytes(data)
+        if recipe.rootfs:
+            cache = settings.state / "base-images"
+            for platform in PLATFORMS:
+                arch = platform.split("/")[1]
+                src = _rootfs(cache, arch)
+                dst = ctx / f"rootfs-{arch}.tar"
+                try:
+                    os.link(src, dst)
+                except OSError:
+                    shutil.copy(src, dst)
+        argv = ["docker", "buildx", "build", "--builder", "default",
+                "--platform", ",".join(PLATFORMS),
+                "--provenance=false", "--sbom=false", "--progress=plain",
+                "--label", f"{LABEL_RECIPE}={digest}",
+                "--label", "org.opencontainers.image.description="
+                + DESCRIPTION.format(suite=DEBIAN_SUITE),
+                "--label", "org.opencontainers.image.vendor=multiplatform-course (local stand-in)"]
+        for tag in recipe.tags:
+            argv += ["-t", repo_for(host, tag)]
+        argv += ["--push", str(ctx)]
+        with step(f"build {recipe.tags[0]} for {','.join(PLATFORMS)}"):
+            run_streamed(argv, timeout=3600, keep=_keep_build_line)
+    return True
+
+
+def ensure_all(settings: Settings) -> list[str]:
+    """Make sure every recipe is in the registry and current; returns the tags built."""
+    client = RegistryClient(timeout=10)
+    built = []
+    for recipe in RECIPES:
+        if build(settings, recipe, client):
+            built.append(recipe.tags[0])
+        else:
+            say(f"   {recipe.tags[0]}: up to date (recipe {recipe.digest()})")
+    return built
+
+
+def uses_course_mirror(settings: Settings) -> bool:
+    """Whether the engine resolves Docker Hub names through the course registry."""
+    done = proc.run(
+        ["docker", "info", "--format", "{{json .RegistryConfig.Mirrors}}"], timeout=20,
+        check=False,
+    )
+    return settings.registry_host in done.stdout or (
+        f"localhost:{settings.registry_port}" in done.stdout
+    )

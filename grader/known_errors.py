@@ -1,0 +1,116 @@
+"""Error messages learners hit with multi-platform builds, mapped to a cause and a fix.
+
+One table for the whole course: the command runner attaches a match to every failed
+command, the widgets show it, the grader quotes it in findings.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class KnownError:
+    id: str
+    pattern: str
+    title: str
+    cause: str
+    fix: str
+
+    def matches(self, text: str) -> bool:
+        return re.search(self.pattern, text, re.IGNORECASE) is not None
+
+
+KNOWN_ERRORS: tuple[KnownError, ...] = (
+    KnownError(
+        "exec-format",
+        r"exec format error",
+        "exec format error",
+        "A binary built for another CPU architecture ran with no emulator registered for it, "
+        "or the image was built for the wrong architecture.",
+        "Register QEMU emulators with binfmt_misc (`grader engine up`, or "
+        "`docker run --privileged --rm tonistiigi/binfmt --install all` where images can be "
+        "pulled), or compile in a `FROM --platform=$BUILDPLATFORM` stage for $TARGETARCH.",
+    ),
+    KnownError(
+        "docker-driver-multiplatform",
+        r"Multi-platform build is not supported for the docker driver"
+        r"|multiple platforms feature is currently not supported for docker driver",
+        "The docker driver cannot build several platforms here",
+        "The default `docker` buildx driver on the classic image store builds one platform "
+        "at a time.",
+        "Turn on the containerd image store (daemon.json "
+        '`{"features": {"containerd-snapshotter": true}}`), or create a builder with '
+        "`docker buildx create --name multi --driver docker-container --use`.",
+    ),
+    KnownError(
+        "load-manifest-list",
+        r"docker exporter does not currently support exporting manifest lists",
+        "--load cannot take several platforms",
+        "`--load` exports to the classic image store, which holds one platform per tag.",
+        "Use `--push` (or `--output type=oci,dest=out.tar`), or `--load` one platform at a time.",
+    ),
+    KnownError(
+        "no-match-platform",
+        r"no match for platform in manifest",
+        "The image has no variant for this platform",
+        "The base image (or the pushed result) lacks the requested platform, e.g. a "
+        "single-architecture base in a multi-platform build.",
+        "Use a multi-platform base image (check it with `docker buildx imagetools inspect`), or "
+        "drop the platform from `--platform`.",
+    ),
+    KnownError(
+        "builder-exists",
+        r"existing instance for .* but no append mode",
+        "`docker buildx create --name` ran twice",
+        "`buildx create --name X` fails when builder X already exists, so a script that "
+        "creates it unconditionally fails on its second run.",
+        "Guard it: `docker buildx inspect X >/dev/null 2>&1 || docker buildx create --name X`, "
+        "then `docker buildx use X`.",
+    ),
+    KnownError(
+        "qemu-segfault",
+        r"qemu: uncaught target signal|returned error exit status 139",
+        "The emulator crashed",
+        "QEMU user-mode emulation has bugs some programs trigger.",
+        "Use newer emulators, or cross-compile in a $BUILDPLATFORM stage instead of emulating.",
+    ),
+    KnownError(
+        "http-to-https",
+        r"server gave HTTP response to HTTPS client",
+        "A plain-HTTP registry was contacted over HTTPS",
+        "A docker-container builder ignores dockerd's insecure-registries.",
+        'Give the builder a buildkitd.toml with `[registry."host:port"] http = true` '
+        "(`--buildkitd-config`), and for localhost `--driver-opt network=host`.",
+    ),
+    KnownError(
+        "invalid-base-platform",
+        r"InvalidBaseImagePlatform|was pulled with platform",
+        "Base image of the wrong platform",
+        "A single-architecture base image or a constant `FROM --platform=` on a target stage.",
+        "Use a multi-platform base and drop the constant `--platform` from target stages.",
+    ),
+    KnownError(
+        "empty-platform-arg",
+        r'failed to parse platform : "" is an invalid component',
+        "Platform ARGs are empty",
+        "The legacy builder does not set BUILDPLATFORM/TARGETPLATFORM.",
+        "Build with BuildKit: `docker buildx build`.",
+    ),
+    KnownError(
+        "no-daemon",
+        r"Cannot connect to the Docker daemon|Is the docker daemon running",
+        "No Docker engine answers",
+        "The docker client found no daemon on its socket or DOCKER_HOST.",
+        "Start the course engine with `grader engine up` (or start Docker Desktop), then retry.",
+    ),
+)
+
+
+def explain(text: str) -> KnownError | None:
+    """The first known error whose message appears in ``text``, or None."""
+    for known in KNOWN_ERRORS:
+        if known.matches(text):
+            return known
+    return None
