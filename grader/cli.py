@@ -25,8 +25,12 @@ def _engine(args: argparse.Namespace) -> int:
             extra_packages=tuple(p for p in args.with_packages.split(",") if p),
             base_images=not args.no_base_images,
         )
-    except StepFailed as e:
+    except (StepFailed, TimeoutError) as e:
         print(f"grader engine up: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"grader engine up: {e.strerror}: {e.filename or ''} (is COURSE_STATE_DIR "
+              "writable?)", file=sys.stderr)
         return 1
     print(report.to_json() if args.json else report.table())
     return 0 if report.ready else 1

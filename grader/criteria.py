@@ -23,14 +23,17 @@ CRITERIA: tuple[Criterion, ...] = (
     Criterion("platforms", "the build targets linux/amd64 and linux/arm64", 1, "static"),
     Criterion("push", "the multi-platform result is pushed to a registry", 1, "static"),
     Criterion("provenance", "attestations are disabled (--provenance=false)", 1, "static"),
-    Criterion("builder", "a multi-platform builder is created or selected idempotently", 1,
-              "static"),
-    Criterion("cross-compile", "every stage in the image is built for $TARGETPLATFORM", 2,
-              "static"),
+    Criterion(
+        "builder", "a multi-platform builder is created or selected idempotently", 1, "static"
+    ),
+    Criterion(
+        "cross-compile", "every stage in the image is built for $TARGETPLATFORM", 2, "static"
+    ),
     Criterion("build", "the Dockerfile builds for both platforms", 1, "engine"),
     Criterion("manifest", "the pushed index lists linux/amd64 and linux/arm64", 1, "registry"),
-    Criterion("image-arch", "each platform's config and binary match its index entry", 1,
-              "registry"),
+    Criterion(
+        "image-arch", "each platform's config and binary match its index entry", 1, "registry"
+    ),
     Criterion("runs", "the image starts and exits 0 on each platform", 1, "engine"),
     Criterion("idempotent", "build.sh succeeds when run twice", 1, "engine"),
 )

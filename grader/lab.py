@@ -41,9 +41,16 @@ def start(root: Path, port: int = 8888, wait: float = 90) -> str:
     token_file.chmod(0o600)
     port_file.write_text(str(port))
     argv = [
-        sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-        f"--ServerApp.root_dir={root.resolve()}", f"--IdentityProvider.token={token}",
-        "--LabApp.news_url=", "--ServerApp.allow_root=True",
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        f"--ServerApp.root_dir={root.resolve()}",
+        f"--IdentityProvider.token={token}",
+        "--LabApp.news_url=",
+        "--ServerApp.allow_root=True",
     ]
     services._spawn(cfg, "jupyterlab", argv)
     deadline = time.monotonic() + wait

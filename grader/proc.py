@@ -8,6 +8,7 @@ stderr, and known stderr texts become :class:`grader.known_errors.KnownError` ex
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -104,10 +105,8 @@ def _env(env: Mapping[str, str] | None) -> dict[str, str] | None:
 
 def _kill_group(proc: subprocess.Popen) -> None:
     """Kill the command and everything it started (it runs in its own process group)."""
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def run(

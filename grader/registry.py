@@ -282,7 +282,7 @@ class RegistryClient:
                     self._authenticate(ref, e.headers.get("WWW-Authenticate", ""))
                     continue
                 raise self._http_error(ref, path, e) from None
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 raise RegistryError(
                     "timeout", f"{ref.host} did not answer within {self.timeout:g} s"
                 ) from None
@@ -296,7 +296,9 @@ class RegistryClient:
                     "unreachable", f"cannot reach registry {ref.host}: {reason}"
                 ) from None
             except (ConnectionError, OSError) as e:
-                raise RegistryError("unreachable", f"cannot reach registry {ref.host}: {e}") from None
+                raise RegistryError(
+                    "unreachable", f"cannot reach registry {ref.host}: {e}"
+                ) from None
         raise RegistryError("auth", f"{ref.host} refused our credentials for {ref.repository}")
 
     def _http_error(self, ref: Reference, path: str, e: urllib.error.HTTPError) -> RegistryError:
@@ -311,8 +313,8 @@ class RegistryClient:
         if e.code == 404:
             what = "manifest" if path.startswith("manifests/") else "blob"
             return RegistryError(
-                "not-found", f"{ref.host}/{ref.repository}: {what} {path.split('/', 1)[1]} "
-                f"not found{detail}"
+                "not-found",
+                f"{ref.host}/{ref.repository}: {what} {path.split('/', 1)[1]} not found{detail}",
             )
         if e.code in (401, 403):
             return RegistryError(
@@ -342,9 +344,9 @@ class RegistryClient:
         url = realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(fields)
         headers = {"User-Agent": self.user_agent}
         if creds:
-            headers["Authorization"] = "Basic " + base64.b64encode(
-                f"{creds[0]}:{creds[1]}".encode()
-            ).decode()
+            headers["Authorization"] = (
+                "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
+            )
         try:
             with urllib.request.urlopen(
                 urllib.request.Request(url, headers=headers), timeout=self.timeout

@@ -17,7 +17,7 @@ from grader.noengine import engine_available
 REQUIRE = os.environ.get("COURSE_REQUIRE_ENGINE") == "1"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _missing(marker: str) -> str | None:
     if marker == "engine" and not engine_available():
         return "no Docker engine answers (run `grader engine up`)"

@@ -28,7 +28,7 @@ DEBIAN_MIRROR = "http://deb.debian.org/debian"
 MMDEBSTRAP_ARGS = (
     "--variant=minbase",
     "--include=ca-certificates",
-    "--aptopt=APT::Install-Recommends \"false\"",
+    '--aptopt=APT::Install-Recommends "false"',
     "--dpkgopt=path-exclude=/usr/share/doc/*",
     "--dpkgopt=path-include=/usr/share/doc/*/copyright",
     "--dpkgopt=path-exclude=/usr/share/man/*",
@@ -111,9 +111,13 @@ def status(host: str, client: RegistryClient | None = None) -> dict[str, dict]:
             platforms: list[str] = []
             try:
                 index = client.fetch_manifest(repo_for(host, tag))
-                platforms = sorted(
-                    str(d.normalized_platform) for d in index.manifests if not d.is_attestation
-                ) if index.is_index else []
+                platforms = (
+                    sorted(
+                        str(d.normalized_platform) for d in index.manifests if not d.is_attestation
+                    )
+                    if index.is_index
+                    else []
+                )
             except RegistryError:
                 pass
             out[tag] = {
@@ -133,11 +137,18 @@ def _rootfs(cache: Path, arch: str) -> Path:
         old.unlink()
     cache.mkdir(parents=True, exist_ok=True)
     partial = tar.with_suffix(".partial.tar")
-    with step(f"mmdebstrap {DEBIAN_SUITE} for {arch}" + (" (under QEMU)" if arch != _host_arch()
-                                                            else "")):
+    with step(
+        f"mmdebstrap {DEBIAN_SUITE} for {arch}" + (" (under QEMU)" if arch != _host_arch() else "")
+    ):
         run_streamed(
-            ["mmdebstrap", f"--arch={arch}", *MMDEBSTRAP_ARGS, DEBIAN_SUITE, str(partial),
-             DEBIAN_MIRROR],
+            [
+                "mmdebstrap",
+                f"--arch={arch}",
+                *MMDEBSTRAP_ARGS,
+                DEBIAN_SUITE,
+                str(partial),
+                DEBIAN_MIRROR,
+            ],
             timeout=1800,
             show=("I:", "E:", "W:"),
         )
@@ -151,8 +162,9 @@ def _host_arch() -> str:
 
 def _keep_build_line(line: str) -> bool:
     # Plain progress: show steps starting and finishing, not every log line.
-    return line.startswith("#") and (" [" in line[:12] or " DONE " in line or "ERROR" in line
-                                     or "CACHED" in line)
+    return line.startswith("#") and (
+        " [" in line[:12] or " DONE " in line or "ERROR" in line or "CACHED" in line
+    )
 
 
 def build(settings: Settings, recipe: Recipe, client: RegistryClient) -> bool:
@@ -175,13 +187,24 @@ def build(settings: Settings, recipe: Recipe, client: RegistryClient) -> bool:
                     os.link(src, dst)
                 except OSError:
                     shutil.copy(src, dst)
-        argv = ["docker", "buildx", "build", "--builder", "default",
-                "--platform", ",".join(PLATFORMS),
-                "--provenance=false", "--sbom=false", "--progress=plain",
-                "--label", f"{LABEL_RECIPE}={digest}",
-                "--label", "org.opencontainers.image.description="
-                + DESCRIPTION.format(suite=DEBIAN_SUITE),
-                "--label", "org.opencontainers.image.vendor=multiplatform-course (local stand-in)"]
+        argv = [
+            "docker",
+            "buildx",
+            "build",
+            "--builder",
+            "default",
+            "--platform",
+            ",".join(PLATFORMS),
+            "--provenance=false",
+            "--sbom=false",
+            "--progress=plain",
+            "--label",
+            f"{LABEL_RECIPE}={digest}",
+            "--label",
+            "org.opencontainers.image.description=" + DESCRIPTION.format(suite=DEBIAN_SUITE),
+            "--label",
+            "org.opencontainers.image.vendor=multiplatform-course (local stand-in)",
+        ]
         for tag in recipe.tags:
             argv += ["-t", repo_for(host, tag)]
         argv += ["--push", str(ctx)]
@@ -205,7 +228,8 @@ def ensure_all(settings: Settings) -> list[str]:
 def uses_course_mirror(settings: Settings) -> bool:
     """Whether the engine resolves Docker Hub names through the course registry."""
     done = proc.run(
-        ["docker", "info", "--format", "{{json .RegistryConfig.Mirrors}}"], timeout=20,
+        ["docker", "info", "--format", "{{json .RegistryConfig.Mirrors}}"],
+        timeout=20,
         check=False,
     )
     return settings.registry_host in done.stdout or (

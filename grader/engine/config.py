@@ -57,9 +57,11 @@ def settings() -> Settings:
     state = state_dir()
     port = os.environ.get("COURSE_REGISTRY_PORT")
     if not port:
-        recorded = state / "run" / "registry.port"
-        port = recorded.read_text().strip() if recorded.exists() else "5000"
-    return Settings(state, int(port))
+        try:
+            port = (state / "run" / "registry.port").read_text().strip()
+        except OSError:
+            port = "5000"
+    return Settings(state, int(port) if port.isdigit() else 5000)
 
 
 def registry_host() -> str:
@@ -82,7 +84,9 @@ def locked(path: Path, what: str, wait: float = 1800):
                 break
             except BlockingIOError:
                 if not told:
-                    print(f"waiting for another {what} to finish (lock {path}) ...", file=sys.stderr)
+                    print(
+                        f"waiting for another {what} to finish (lock {path}) ...", file=sys.stderr
+                    )
                     told = True
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"another {what} still holds {path}") from None

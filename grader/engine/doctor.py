@@ -89,11 +89,16 @@ def builders() -> list[dict]:
 def current_builder() -> dict | None:
     """The builder ``docker buildx build`` uses now (``buildx inspect`` without a name)."""
     done = proc.run(["docker", "buildx", "inspect"], timeout=60, check=False)
-    name = next((line.split(":", 1)[1].strip() for line in done.stdout.splitlines()
-                 if line.startswith("Name:")), None)
+    name = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in done.stdout.splitlines()
+            if line.startswith("Name:")
+        ),
+        None,
+    )
     bs = builders()
-    return next((b for b in bs if b.get("Name") == name or b.get("Current")),
-                bs[0] if bs else None)
+    return next((b for b in bs if b.get("Name") == name or b.get("Current")), bs[0] if bs else None)
 
 
 def builder_platforms(builder: dict) -> list[str]:
@@ -109,15 +114,24 @@ def diagnose(cfg: Settings | None = None) -> Report:
     cfg = cfg or settings()
     r = Report()
     system = platform.system()
-    r.facts.update(system=system, machine=platform.machine(), state_dir=str(cfg.state),
-                   registry=cfg.registry_host)
+    r.facts.update(
+        system=system,
+        machine=platform.machine(),
+        state_dir=str(cfg.state),
+        registry=cfg.registry_host,
+    )
     desktop = system in ("Darwin", "Windows")
 
     # client
-    client = proc.run(["docker", "version", "--format", "{{.Client.Version}}"], timeout=20,
-                      check=False)
-    r.add("docker client", client.ok, client.stdout.strip() or "not found",
-          "install the docker CLI (Debian: docker-cli; or Docker Desktop)")
+    client = proc.run(
+        ["docker", "version", "--format", "{{.Client.Version}}"], timeout=20, check=False
+    )
+    r.add(
+        "docker client",
+        client.ok,
+        client.stdout.strip() or "not found",
+        "install the docker CLI (Debian: docker-cli; or Docker Desktop)",
+    )
     if not client.ok and client.returncode == 127:
         r.add("engine", False, "no docker client", UP)
         return r
@@ -128,20 +142,36 @@ def diagnose(cfg: Settings | None = None) -> Report:
     ours = services.owned_pid(cfg, "dockerd") is not None
     if engine_ok:
         version = info.get("ServerVersion", "?")
-        who = "started by the course" if ours else (
-            "Docker Desktop" if "desktop" in (info.get("OperatingSystem") or "").lower()
-            else "already running")
+        who = (
+            "started by the course"
+            if ours
+            else (
+                "Docker Desktop"
+                if "desktop" in (info.get("OperatingSystem") or "").lower()
+                else "already running"
+            )
+        )
         r.add("engine", True, f"Docker Engine {version} ({who})")
         r.facts["engine_version"] = version
         major = int(version.split(".")[0]) if version.split(".")[0].isdigit() else 0
-        r.add("engine version >= 26", major >= 26, version,
-              "upgrade Docker Engine (Debian bookworm: `grader engine up` takes it from trixie)",
-              required=False)
+        r.add(
+            "engine version >= 26",
+            major >= 26,
+            version,
+            "upgrade Docker Engine (Debian bookworm: `grader engine up` takes it from trixie)",
+            required=False,
+        )
     else:
         why = (info or {}).get("ServerErrors") or done.stderr.strip().splitlines()[-1:] or ["?"]
-        remedy = "start Docker Desktop" if desktop else (
-            f"{UP} (as root: installs and starts dockerd)"
-            if os.geteuid() == 0 else f"sudo {UP}")
+        remedy = (
+            "start Docker Desktop"
+            if desktop
+            else (
+                f"{UP} (as root: installs and starts dockerd)"
+                if os.geteuid() == 0
+                else f"sudo {UP}"
+            )
+        )
         was_ours = cfg.pidfile("dockerd").exists()
         detail = "no engine answers: " + str(why[0])[:120]
         if was_ours:
@@ -158,8 +188,12 @@ def diagnose(cfg: Settings | None = None) -> Report:
 
     # buildx
     bx = proc.run(["docker", "buildx", "version"], timeout=20, check=False)
-    r.add("buildx", bx.ok, bx.stdout.strip() or "the buildx plugin is missing",
-          "install buildx (Debian: docker-buildx; Docker Desktop includes it)")
+    r.add(
+        "buildx",
+        bx.ok,
+        bx.stdout.strip() or "the buildx plugin is missing",
+        "install buildx (Debian: docker-buildx; Docker Desktop includes it)",
+    )
 
     # builder + platforms
     if engine_ok and bx.ok:
@@ -167,23 +201,28 @@ def diagnose(cfg: Settings | None = None) -> Report:
         if current:
             plats = builder_platforms(current)
             driver = current.get("Driver", "?")
-            r.facts["builder"] = {"name": current.get("Name"), "driver": driver,
-                                  "platforms": plats}
+            r.facts["builder"] = {"name": current.get("Name"), "driver": driver, "platforms": plats}
             r.facts["drivers"] = sorted({b.get("Driver", "?") for b in builders()})
             multi = driver != "docker" or containerd_store
-            r.add("builder", multi,
-                  f"{current.get('Name')} (driver {driver}"
-                  + (", containerd image store" if driver == "docker" and containerd_store
-                     else "") + ")",
-                  "turn on the containerd image store in /etc/docker/daemon.json "
-                  '({"features":{"containerd-snapshotter":true}}) and restart dockerd, or '
-                  "`docker buildx create --name multi --driver docker-container --use`")
+            r.add(
+                "builder",
+                multi,
+                f"{current.get('Name')} (driver {driver}"
+                + (", containerd image store" if driver == "docker" and containerd_store else "")
+                + ")",
+                "turn on the containerd image store in /etc/docker/daemon.json "
+                '({"features":{"containerd-snapshotter":true}}) and restart dockerd, or '
+                "`docker buildx create --name multi --driver docker-container --use`",
+            )
             missing = [p for p in PLATFORMS if p not in plats]
-            r.add("builder platforms", not missing,
-                  ", ".join(plats[:8]) + (" ..." if len(plats) > 8 else ""),
-                  f"register emulators for {', '.join(missing)}: {UP} (Debian's "
-                  "qemu-user-static), or `docker run --privileged --rm tonistiigi/binfmt "
-                  "--install all`; then `docker buildx inspect --bootstrap`")
+            r.add(
+                "builder platforms",
+                not missing,
+                ", ".join(plats[:8]) + (" ..." if len(plats) > 8 else ""),
+                f"register emulators for {', '.join(missing)}: {UP} (Debian's "
+                "qemu-user-static), or `docker run --privileged --rm tonistiigi/binfmt "
+                "--install all`; then `docker buildx inspect --bootstrap`",
+            )
         else:
             r.add("builder", False, "no builder found", "docker buildx create --use")
 
@@ -195,28 +234,41 @@ def diagnose(cfg: Settings | None = None) -> Report:
         foreign = "qemu-x86_64" if platform.machine() == "aarch64" else "qemu-aarch64"
         entry = qemu.get(foreign)
         if not services.binfmt_mounted():
-            r.add("binfmt_misc", False, "/proc/sys/fs/binfmt_misc is not mounted",
-                  "mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc (or " + UP + ")")
+            r.add(
+                "binfmt_misc",
+                False,
+                "/proc/sys/fs/binfmt_misc is not mounted",
+                "mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc (or " + UP + ")",
+            )
         elif entry is None:
-            r.add("binfmt_misc", False, f"{foreign} not registered",
-                  f"{UP} (Debian: apt-get install qemu-user-static binfmt-support; "
-                  "update-binfmts --enable)")
+            r.add(
+                "binfmt_misc",
+                False,
+                f"{foreign} not registered",
+                f"{UP} (Debian: apt-get install qemu-user-static binfmt-support; "
+                "update-binfmts --enable)",
+            )
         else:
             flags = entry.get("flags", "")
-            r.add("binfmt_misc", "F" in flags and entry.get("enabled") == "enabled",
-                  f"{len(qemu)} qemu handlers; {foreign} flags {flags or '-'} "
-                  f"({entry.get('interpreter', '?')})",
-                  "re-register with the F flag (Debian's qemu-user-static does it; "
-                  "tonistiigi/binfmt --install all)")
+            r.add(
+                "binfmt_misc",
+                "F" in flags and entry.get("enabled") == "enabled",
+                f"{len(qemu)} qemu handlers; {foreign} flags {flags or '-'} "
+                f"({entry.get('interpreter', '?')})",
+                "re-register with the F flag (Debian's qemu-user-static does it; "
+                "tonistiigi/binfmt --install all)",
+            )
     else:
-        r.add("binfmt_misc", True, f"provided by Docker Desktop's VM on {system}",
-              required=False)
+        r.add("binfmt_misc", True, f"provided by Docker Desktop's VM on {system}", required=False)
 
     # registry
     reg_ok = services.registry_answers(cfg.registry_host)
-    r.add("registry", reg_ok, f"{cfg.registry_host} " + ("answers /v2/" if reg_ok else
-                                                         "does not answer"),
-          f"{UP} (starts Debian's docker-registry on {cfg.registry_host})")
+    r.add(
+        "registry",
+        reg_ok,
+        f"{cfg.registry_host} " + ("answers /v2/" if reg_ok else "does not answer"),
+        f"{UP} (starts Debian's docker-registry on {cfg.registry_host})",
+    )
 
     # mirror + base images
     if engine_ok and reg_ok:
@@ -231,10 +283,12 @@ def diagnose(cfg: Settings | None = None) -> Report:
                 detail = ", ".join(s["platforms"]) or "absent"
                 if ok and not s["current"]:
                     detail += " (recipe changed: `up` rebuilds it)"
-                r.add(f"base image {tag}", ok, detail,
-                      f"{UP} (builds it from Debian packages)")
+                r.add(f"base image {tag}", ok, detail, f"{UP} (builds it from Debian packages)")
         else:
-            r.add("base images", True,
-                  "pulled from Docker Hub (this engine does not use the course mirror)",
-                  required=False)
+            r.add(
+                "base images",
+                True,
+                "pulled from Docker Hub (this engine does not use the course mirror)",
+                required=False,
+            )
     return r

@@ -7,6 +7,7 @@ the course itself started.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -55,13 +56,12 @@ def owned_pid(cfg: Settings, name: str) -> int | None:
 def _spawn(cfg: Settings, name: str, argv: list[str]) -> int:
     cfg.logs.mkdir(parents=True, exist_ok=True)
     cfg.run.mkdir(parents=True, exist_ok=True)
-    log = open(cfg.logfile(name), "ab")
-    log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {argv}\n".encode())
-    log.flush()
-    p = subprocess.Popen(
-        argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
-    )
-    log.close()
+    with open(cfg.logfile(name), "ab") as log:
+        log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {argv}\n".encode())
+        log.flush()
+        p = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+        )
     cfg.pidfile(name).write_text(str(p.pid))
     return p.pid
 
@@ -113,9 +113,7 @@ def binfmt_mounted() -> bool:
 def ensure_binfmt() -> None:
     """Mount binfmt_misc and register Debian's qemu-user-static handlers (flags PF)."""
     if not binfmt_mounted():
-        proc.run(
-            ["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT_DIR)], timeout=30
-        )
+        proc.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT_DIR)], timeout=30)
     if "qemu-aarch64" not in binfmt_entries() or "qemu-x86_64" not in binfmt_entries():
         if proc.which("update-binfmts") is None:
             raise StepFailed("update-binfmts is missing: apt-get install binfmt-support")
@@ -147,9 +145,10 @@ def registry_answers(host: str, timeout: float = 2.0) -> bool:
     """True when ``host`` speaks the registry API (GET /v2/ is 200 or 401 with the header)."""
     try:
         with urllib.request.urlopen(f"http://{host}/v2/", timeout=timeout) as resp:
-            return resp.headers.get("Docker-Distribution-Api-Version", "").startswith(
-                "registry/2"
-            ) or resp.status == 200
+            return (
+                resp.headers.get("Docker-Distribution-Api-Version", "").startswith("registry/2")
+                or resp.status == 200
+            )
     except urllib.error.HTTPError as e:
         return e.code == 401 and "registry/2" in e.headers.get(
             "Docker-Distribution-Api-Version", ""
@@ -197,15 +196,28 @@ def ensure_registry(cfg: Settings) -> str:
         # A learner's machine with an engine but no Debian registry: the official image.
         proc.run(["docker", "rm", "-f", "course-registry"], timeout=60, check=False)
         proc.run(
-            ["docker", "run", "-d", "--restart=unless-stopped", "--name", "course-registry",
-             "-p", f"{cfg.registry_host}:5000", "registry:2"],
+            [
+                "docker",
+                "run",
+                "-d",
+                "--restart=unless-stopped",
+                "--name",
+                "course-registry",
+                "-p",
+                f"{cfg.registry_host}:5000",
+                "registry:2",
+            ],
             timeout=300,
         )
         how = "container course-registry"
     else:
         raise StepFailed("no registry available: apt-get install docker-registry")
-    _wait(lambda: registry_answers(cfg.registry_host), 30, f"registry on {cfg.registry_host}",
-          cfg.logfile("registry"))
+    _wait(
+        lambda: registry_answers(cfg.registry_host),
+        30,
+        f"registry on {cfg.registry_host}",
+        cfg.logfile("registry"),
+    )
     return how
 
 
@@ -213,8 +225,9 @@ def ensure_registry(cfg: Settings) -> str:
 
 
 def docker_answers(timeout: float = 10) -> bool:
-    done = proc.run(["docker", "version", "--format", "{{.Server.Version}}"], timeout=timeout,
-                    check=False)
+    done = proc.run(
+        ["docker", "version", "--format", "{{.Server.Version}}"], timeout=timeout, check=False
+    )
     return done.ok and bool(done.stdout.strip())
 
 
@@ -273,10 +286,8 @@ def _wait(ready, timeout: float, what: str, logfile: Path) -> None:
             return
         time.sleep(0.5)
     tail = ""
-    try:
+    with contextlib.suppress(OSError):
         tail = "\n".join(logfile.read_text(errors="replace").splitlines()[-15:])
-    except OSError:
-        pass
     raise StepFailed(f"{what} did not come up within {timeout:g} s; log {logfile}:\n{tail}")
 
 
