@@ -8,8 +8,10 @@ fills the registry with base images. ``down()`` stops what ``up()`` started.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import time
 
 from grader.engine import baseimages, install, services
 from grader.engine.config import Settings, locked, settings
@@ -22,6 +24,7 @@ __all__ = ["Report", "StepFailed", "diagnose", "down", "settings", "up"]
 def up(*, extra_packages: tuple[str, ...] = (), base_images: bool = True) -> Report:
     """Bring the engine up (idempotent) and return the doctor's report afterwards."""
     cfg = settings()
+    started = time.monotonic()
     with locked(cfg.state / "engine.lock", "`grader engine up`"):
         answering = services.docker_answers()
         desktop = platform.system() in ("Darwin", "Windows")
@@ -44,7 +47,20 @@ def up(*, extra_packages: tuple[str, ...] = (), base_images: bool = True) -> Rep
             with step("base images in the course registry"):
                 baseimages.ensure_all(cfg)
     say("\nTimings:\n" + TIMINGS.table())
+    _record_timings(cfg, time.monotonic() - started)
     return diagnose(cfg)
+
+
+def _record_timings(cfg: Settings, total: float) -> None:
+    """Append this run's step timings to logs/up-timings.jsonl (read by benchmarks/)."""
+    cfg.logs.mkdir(parents=True, exist_ok=True)
+    row = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "total": round(total, 2),
+        "steps": [[n, round(s, 2), r] for n, s, r in TIMINGS.rows],
+    }
+    with open(cfg.logfile("up-timings").with_suffix(".jsonl"), "a") as fh:
+        fh.write(json.dumps(row) + "\n")
 
 
 def down() -> list[str]:
