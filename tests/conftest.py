@@ -52,3 +52,8 @@ def unique_repo(registry_host: str, request: pytest.FixtureRequest) -> str:
     """A registry repository no other test uses: ``HOST/test/<test-name>-<random>``."""
     name = "".join(ch if ch.isalnum() else "-" for ch in request.node.name.lower())[:40]
     return f"{registry_host}/test/{name.strip('-')}-{uuid.uuid4().hex[:8]}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that stop or restart the shared engine run after everything else."""
+    items.sort(key=lambda item: item.get_closest_marker("faults") is not None)
