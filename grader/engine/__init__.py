@@ -35,7 +35,8 @@ def up(*, extra_packages: tuple[str, ...] = (), base_images: bool = True) -> Rep
             say("-> using the Docker engine that is already running")
         else:
             with step("packages (Debian)"):
-                installed = install.install_packages(extra_packages)
+                # With an engine already answering, only what it lacks around it is installed.
+                installed = install.install_packages(extra_packages, engine=not answering)
                 say("   installed: " + (" ".join(installed) if installed else "nothing missing"))
         port = services.choose_registry_port(cfg)
         if port != cfg.registry_port or not (cfg.run / "registry.port").exists():

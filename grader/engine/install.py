@@ -90,8 +90,12 @@ def _version_tuple(version: str) -> tuple[int, int]:
     return (int(m[1]), int(m[2])) if m else (0, 0)
 
 
-def missing_packages(extra: tuple[str, ...] = ()) -> list[str]:
+def missing_packages(extra: tuple[str, ...] = (), engine: bool = True) -> list[str]:
+    """Packages to install; ``engine=False`` when an engine already runs (maybe Docker's own
+    docker-ce packages, which Debian's docker.io must not replace)."""
     missing = [p for p in (*SUPPORT_PACKAGES, *extra) if installed_version(p) is None]
+    if not engine:
+        return missing
     docker = installed_version("docker.io")
     if docker is None or _version_tuple(docker) < MIN_DOCKER:
         missing += [p for p in ENGINE_PACKAGES]
@@ -116,9 +120,9 @@ def _add_trixie_source() -> None:
     )
 
 
-def install_packages(extra: tuple[str, ...] = ()) -> list[str]:
+def install_packages(extra: tuple[str, ...] = (), engine: bool = True) -> list[str]:
     """Install what is missing; returns the packages installed. Idempotent."""
-    missing = missing_packages(extra)
+    missing = missing_packages(extra, engine)
     if not missing:
         return []
     why = can_install()

@@ -252,28 +252,32 @@ def write_daemon_json(cfg: Settings) -> bool:
 
 
 def ensure_dockerd(cfg: Settings) -> str:
-    """A Docker engine that answers; starts (or restarts) the course's own dockerd."""
-    changed = write_daemon_json(cfg) if os.geteuid() == 0 else False
+    """A Docker engine that answers; starts (or restarts) the course's own dockerd.
+
+    An engine the course did not start is used as it is: its daemon.json is not touched.
+    """
     ours = owned_pid(cfg, "dockerd")
+    if docker_answers() and not ours:
+        return "existing"
+    changed = write_daemon_json(cfg) if os.geteuid() == 0 else False
     if ours and changed:
         say("   daemon.json changed: restarting the course's dockerd")
         stop_service(cfg, "dockerd")
         ours = None
     if docker_answers():
-        return "ours" if ours else "existing"
+        return "ours"
     binary = proc.which("dockerd")
     if binary is None:
         raise StepFailed("dockerd is not installed: run `grader engine up` as root to install it")
     if os.geteuid() != 0:
         raise StepFailed("dockerd is installed but not running, and starting it needs root")
-    # A dockerd that died leaves its pid file; a stale one blocks the next start.
-    for stale in (Path("/var/run/docker.pid"),):
-        try:
-            pid = int(stale.read_text())
-            if not _pid_alive(pid):
-                stale.unlink()
-        except (OSError, ValueError):
-            pass
+    # A dockerd that died leaves its pid file behind, and a stale one blocks the next start.
+    stale = Path("/var/run/docker.pid")
+    try:
+        if not _pid_alive(int(stale.read_text())):
+            stale.unlink()
+    except (OSError, ValueError):
+        pass
     _spawn(cfg, "dockerd", [binary])
     _wait(docker_answers, 90, "dockerd", cfg.logfile("dockerd"))
     return "ours"

@@ -130,3 +130,38 @@ def test_not_root_without_engine_says_what_to_install():
     assert "needs root" in done.stderr and "sudo" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "state" / "registry").exists()
+
+
+def test_desktop_without_engine_never_installs(monkeypatch, tmp_path):
+    """macOS/Windows: no engine answering means 'start Docker Desktop', never an install."""
+    from grader import engine
+    from grader.engine import install
+
+    monkeypatch.setenv("COURSE_STATE_DIR", str(tmp_path))
+    monkeypatch.setattr(engine.platform, "system", lambda: "Darwin")
+    monkeypatch.setattr(install.platform, "system", lambda: "Darwin")
+    monkeypatch.setattr(services, "docker_answers", lambda timeout=10: False)
+
+    def forbidden(*a, **k):
+        raise AssertionError("tried to install on Docker Desktop's platform")
+
+    monkeypatch.setattr(install, "install_packages", forbidden)
+    with pytest.raises(services.StepFailed, match="Docker Desktop"):
+        engine.up()
+
+
+def test_existing_engine_is_not_reconfigured(monkeypatch, tmp_path):
+    """An engine the course did not start is used as is: daemon.json untouched."""
+    monkeypatch.setattr(services, "docker_answers", lambda timeout=10: True)
+    monkeypatch.setattr(services, "DAEMON_JSON", tmp_path / "daemon.json")
+    assert services.ensure_dockerd(Settings(tmp_path, 5000)) == "existing"
+    assert not (tmp_path / "daemon.json").exists()
+
+
+def test_existing_engine_skips_engine_packages(monkeypatch):
+    from grader.engine import install
+
+    monkeypatch.setattr(install, "installed_version", lambda p: None)
+    assert "docker.io" in install.missing_packages()
+    assert "docker.io" not in install.missing_packages(engine=False)
+    assert "qemu-user-static" in install.missing_packages(engine=False)
