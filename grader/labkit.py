@@ -1,0 +1,381 @@
+"""What the lab notebooks import: run a command and show it, check your work, show the lab's needs.
+
+The API is small and stable; notebooks in ``source/`` depend on it::
+
+    from grader.labkit import sh, self_check, lab_header, needs_engine, unique_name
+
+    lab_header("02-qemu-binfmt")          # what the lab needs, engine status (+ no-engine banner)
+    r = sh("docker buildx ls")             # prints `$ docker buildx ls` and the output as it comes
+    r = sh(["docker", "run", "--rm", "--platform", "linux/arm64", "busybox", "uname", "-m"],
+           record="02-uname-arm64")        # no engine: shows the recorded real output instead
+    r.ok, r.stdout, r.stderr, r.returncode, r.ran, r.recording
+    if needs_engine("building the image"): ...   # False (and says why) when no engine answers
+    self_check(check_platform, check_flags)      # runs check functions, prints hints, never raises
+    show_report(grader.check(".", static=True))  # a grader Report as the learner should read it
+
+``sh`` never uses a shell (argv lists, or a string split with :func:`shlex.split`), never
+raises when the command fails: it prints the exit status and, for a known error message,
+its cause and fix (:mod:`grader.known_errors`).
+
+Recorded outputs (no-engine mode, issue 7) plug in through ``grader.recorded``, which this
+module imports lazily and only uses if it exists:
+
+- ``grader.recorded.lookup(key: str)`` returns ``None`` or an object with ``command`` (str),
+  ``stdout`` (str), ``stderr`` (str), ``returncode`` (int) and ``recorded_at`` (str, a date).
+- ``grader.recorded.save(key: str, result: ShResult)`` is called for every keyed command
+  that ran for real while ``COURSE_RECORD=1`` is set (how recordings are made).
+- ``grader.recorded.banner(lab_id: str)`` (optional) is displayed by :func:`lab_header`
+  in no-engine mode instead of the short built-in notice.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import secrets
+import shlex
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from grader import proc
+from grader.known_errors import KnownError, explain
+
+__all__ = [
+    "LABS",
+    "ShResult",
+    "lab_header",
+    "needs_engine",
+    "registry_host",
+    "self_check",
+    "sh",
+    "show_report",
+    "unique_name",
+]
+
+#: Shell operators that would silently become plain arguments without a shell.
+_SHELL_OPERATORS = frozenset({"|", "||", "&&", ";", ">", ">>", "<", "2>&1", "&", "2>", "$("})
+
+#: Programs whose commands need a Docker engine (anything else runs in no-engine mode too).
+_ENGINE_PROGRAMS = frozenset({"docker"})
+
+
+@dataclass(frozen=True)
+class LabInfo:
+    title: str
+    needs: tuple[str, ...]  # any of "engine", "qemu", "registry"
+    minutes: int
+
+
+#: Each lab's title, what its engine cells need, and how long it takes. Lab authors own
+#: their own entries.
+LABS: dict[str, LabInfo] = {
+    "00-welcome": LabInfo("Welcome: what is installed and what each lab needs", (), 15),
+    "01-exec-format-error": LabInfo(
+        "exec format error: whose CPU is this binary for?", ("engine", "qemu"), 30
+    ),
+    "02-qemu-binfmt": LabInfo(
+        "QEMU and binfmt_misc: running foreign binaries", ("engine", "qemu"), 30
+    ),
+    "03-builders": LabInfo("Builders and drivers", ("engine",), 30),
+    "04-build-push": LabInfo(
+        "Build and push for several platforms", ("engine", "qemu", "registry"), 40
+    ),
+    "05-cross-compile": LabInfo("Cross-compiling stages", ("engine", "qemu", "registry"), 40),
+    "06-manifests": LabInfo("Manifests and indexes", ("engine", "registry"), 30),
+    "challenge": LabInfo(
+        "The challenge: fix a single-platform build", ("engine", "qemu", "registry"), 45
+    ),
+    "08-beyond": LabInfo("Beyond: cache, Compose and CI", ("engine", "registry"), 30),
+}
+
+_NEED_TEXT = {
+    "engine": "a Docker engine with buildx",
+    "qemu": "QEMU emulators registered in binfmt_misc (to run arm64 on amd64 or back)",
+    "registry": "a registry to push to (the course's, on 127.0.0.1)",
+}
+
+
+@dataclass
+class ShResult:
+    """What :func:`sh` ran and saw. ``ran`` is False when no engine was there to run it."""
+
+    argv: tuple[str, ...]
+    returncode: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    duration: float = 0.0
+    ran: bool = False
+    recording: Any = None  # what grader.recorded.lookup returned, when output is recorded
+    lines: list[tuple[str, str]] = field(default_factory=list, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        """True only for a command that ran here and exited 0 (a recording is not ``ok``)."""
+        return self.ran and self.returncode == 0
+
+    @property
+    def command(self) -> str:
+        return shlex.join(self.argv)
+
+    @property
+    def output(self) -> str:
+        """stdout and stderr interleaved as they arrived."""
+        if self.lines:
+            return "\n".join(line for _, line in self.lines)
+        return "\n".join(part for part in (self.stdout, self.stderr) if part)
+
+    @property
+    def known(self) -> KnownError | None:
+        """The known error this command's output shows, if it failed with one."""
+        if self.returncode in (0, None) and self.recording is None:
+            return None
+        return explain(self.stderr + "\n" + self.stdout)
+
+
+def _argv(cmd: str | Sequence[Any]) -> tuple[str, ...]:
+    argv = tuple(shlex.split(cmd)) if isinstance(cmd, str) else tuple(str(a) for a in cmd)
+    if not argv:
+        raise ValueError("sh() needs a command")
+    operators = [a for a in argv if a in _SHELL_OPERATORS]
+    if operators:
+        raise ValueError(
+            f"sh() runs one command without a shell, so {operators[0]!r} would be passed to "
+            f"{argv[0]} as an argument. Run the commands one by one (and filter output in "
+            "Python), or put them in a script and run `bash script.sh`."
+        )
+    return argv
+
+
+def _engine_available() -> bool:
+    from grader.noengine import engine_available
+
+    return engine_available()
+
+
+def _recorded_module():
+    try:
+        return importlib.import_module("grader.recorded")
+    except ImportError:
+        return None
+
+
+def _print(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def _explain_failure(result: ShResult) -> None:
+    known = result.known
+    if known is not None:
+        _print(f"\n>> Known error: {known.title}")
+        _print(f">> Why: {known.cause}")
+        _print(f">> Fix: {known.fix}")
+
+
+def _show_recording(result: ShResult, key: str | None) -> None:
+    module = _recorded_module()
+    lookup = getattr(module, "lookup", None)
+    recording = lookup(key) if (lookup is not None and key) else None
+    if recording is None:
+        _print("(no recorded output for this command)")
+        return
+    result.recording = recording
+    result.stdout = recording.stdout
+    result.stderr = recording.stderr
+    result.returncode = recording.returncode
+    _print(
+        f"--- recorded output: `{recording.command}` on {recording.recorded_at} "
+        "on the course's own engine (not run now) ---"
+    )
+    for text in (recording.stdout, recording.stderr):
+        if text.strip():
+            _print(text.rstrip("\n"))
+    _print(f"--- end of recorded output (exit status {recording.returncode}) ---")
+    if recording.returncode != 0:
+        _explain_failure(result)
+
+
+def sh(
+    cmd: str | Sequence[Any],
+    *,
+    record: str | None = None,
+    engine: bool | None = None,
+    timeout: float = 1800,
+    cwd: str | os.PathLike | None = None,
+    env: Mapping[str, str] | None = None,
+    quiet: bool = False,
+) -> ShResult:
+    """Run ``cmd`` (argv list, or a string split like a shell would, without one) and show it.
+
+    Prints ``$ command`` then every output line as it arrives; on failure the exit status and,
+    for a known error, its cause and fix. Never raises for a failing command. ``engine``:
+    whether the command needs a Docker engine (default: it does when it starts with
+    ``docker``); without one it is not run, and the output recorded under ``record`` is
+    shown instead, labelled as recorded. ``quiet`` prints only the command and failures.
+    """
+    argv = _argv(cmd)
+    result = ShResult(argv)
+    needs = engine if engine is not None else os.path.basename(argv[0]) in _ENGINE_PROGRAMS
+    _print(f"$ {result.command}")
+    if needs and not _engine_available():
+        _print(
+            "[no engine] This command needs a Docker engine, and none answers here, so it "
+            "was not run."
+        )
+        _show_recording(result, record)
+        return result
+    stream = proc.stream(argv, timeout=timeout, cwd=cwd, env=env)
+    for source, line in stream:
+        result.lines.append((source, line))
+        if not quiet:
+            _print(line)
+    result.ran = True
+    result.returncode = stream.returncode
+    result.duration = stream.duration
+    result.stdout = "\n".join(line for src, line in result.lines if src == "stdout")
+    result.stderr = "\n".join(line for src, line in result.lines if src == "stderr")
+    if stream.error is not None and not result.ok:
+        if quiet:
+            for _, line in result.lines[-20:]:
+                _print(line)
+        _print(f"\n[{stream.error.reason}]")
+        _explain_failure(result)
+    if record and os.environ.get("COURSE_RECORD") == "1":
+        save = getattr(_recorded_module(), "save", None)
+        if save is not None:
+            save(record, result)
+    return result
+
+
+def needs_engine(what: str = "this cell") -> bool:
+    """True when a Docker engine answers; otherwise says that ``what`` needs one and returns
+    False, so a cell can do ``if needs_engine("building the image"): ...``."""
+    if _engine_available():
+        return True
+    _print(
+        f"[no engine] {what[:1].upper() + what[1:]} needs a Docker engine; none answers "
+        "here, so this part is skipped. Run the course locally (`./course up`) or on your "
+        "instructor's hub for the full lab."
+    )
+    return False
+
+
+def registry_host() -> str:
+    """The course registry as ``host:port`` (``127.0.0.1:5000`` unless the engine chose
+    another port): push to ``f"{registry_host()}/you/app:1"``."""
+    from grader.engine.config import registry_host as _host
+
+    return _host()
+
+
+def unique_name(prefix: str) -> str:
+    """``prefix-<6 hex>``: a name for a builder, container or tag nobody else uses."""
+    return f"{prefix}-{secrets.token_hex(3)}"
+
+
+def _qemu_ready() -> bool:
+    from grader.engine.services import binfmt_entries
+
+    machine = os.uname().machine
+    foreign = "qemu-x86_64" if machine in ("aarch64", "arm64") else "qemu-aarch64"
+    entry = binfmt_entries().get(foreign)
+    return entry is not None and entry.get("enabled") == "enabled"
+
+
+def _registry_ready() -> bool:
+    from grader.engine.services import registry_answers
+
+    return registry_answers(registry_host())
+
+
+def _status(need: str) -> bool:
+    if need == "engine":
+        return _engine_available()
+    if need == "qemu":
+        return _qemu_ready()
+    if need == "registry":
+        return _registry_ready()
+    raise ValueError(f"unknown need {need!r}")
+
+
+def lab_header(lab_id: str) -> dict[str, bool]:
+    """Print the lab's title, what it needs and whether each need is met here.
+
+    Returns ``{need: met}``. In no-engine mode it also shows ``grader.recorded.banner``.
+    """
+    info = LABS.get(lab_id)
+    if info is None:
+        raise ValueError(f"unknown lab {lab_id!r}; known: {', '.join(LABS)}")
+    _print(f"Lab {lab_id}: {info.title}  (about {info.minutes} minutes)")
+    status = {need: _status(need) for need in info.needs}
+    if not info.needs:
+        _print("Needs: nothing beyond this notebook.")
+    for need, met in status.items():
+        mark = "ok     " if met else "MISSING"
+        _print(f"  {mark} {_NEED_TEXT[need]}")
+    missing = [n for n, met in status.items() if not met]
+    if missing:
+        _print(
+            "Fix: `./course up` (or `grader engine up`) sets up what is missing; "
+            "`grader doctor` shows the details."
+        )
+    if not _engine_available():
+        banner = getattr(_recorded_module(), "banner", None)
+        if banner is not None:
+            from IPython.display import display
+
+            display(banner(lab_id))
+        else:
+            _print(
+                "No Docker engine answers here: cells that need one explain and skip, "
+                "and show recorded output where there is some."
+            )
+    return status
+
+
+def _check_title(check: Callable[[], Any]) -> str:
+    doc = (check.__doc__ or "").strip()
+    return doc.splitlines()[0] if doc else check.__name__.replace("_", " ")
+
+
+def self_check(*checks: Callable[[], Any]) -> bool:
+    """Run each check (a function whose docstring's first line says what it checks) and print
+    PASS or FAIL with its message as the hint. Never raises; returns True if all passed."""
+    passed = 0
+    for check in checks:
+        title = _check_title(check)
+        try:
+            check()
+        except AssertionError as e:
+            _print(f"FAIL  {title}\n      hint: {e or 'see the task above'}")
+        except NotImplementedError:
+            _print(f"TODO  {title}\n      hint: you have not answered this part yet")
+        except Exception as e:  # a learner's broken code: show it as a hint, not a traceback
+            _print(f"FAIL  {title}\n      error: {type(e).__name__}: {e}")
+        else:
+            passed += 1
+            _print(f"PASS  {title}")
+    _print(f"\n{passed}/{len(checks)} checks pass.")
+    return passed == len(checks)
+
+
+def show_report(report: Any, *, file=None) -> None:
+    """Print a grader :class:`~grader.report.Report` with each criterion's findings and hints."""
+    out = file or sys.stdout
+    marks = {"pass": "PASS", "fail": "FAIL", "error": "ERROR", "skipped": "SKIP"}
+    print(f"Report for {report.submission}: {report.score:g}/{report.max_score:g} points", file=out)
+    for c in report.criteria:
+        print(
+            f"{marks.get(c.status, c.status.upper()):<5} {c.id:<14} {c.points:g}/"
+            f"{c.max_points:g}  {c.title}",
+            file=out,
+        )
+        for f in c.findings:
+            where = (
+                f"{f.file}:{f.line}: " if f.file and f.line else (f"{f.file}: " if f.file else "")
+            )
+            print(f"        {where}{f.message}", file=out)
+            if f.hint:
+                print(f"        hint: {f.hint}", file=out)
+    out.flush()
