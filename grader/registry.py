@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import json
 import re
 import socket
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -37,6 +39,9 @@ ACCEPT = ", ".join(INDEX_TYPES + MANIFEST_TYPES)
 
 #: Largest manifest or config accepted; real ones are a few KB.
 MAX_DOCUMENT = 4 * 1024 * 1024
+
+#: Digest algorithms whose content we can check (OCI image-spec "Digests").
+_HASHES = {"sha256": hashlib.sha256, "sha512": hashlib.sha512}
 
 ATTESTATION_TYPE = "attestation-manifest"
 
@@ -238,6 +243,117 @@ def _sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def _hasher(digest: str | None):
+    """A fresh hash object for ``digest``'s algorithm, None when it is not one we check."""
+    if not digest or ":" not in digest:
+        return None
+    make = _HASHES.get(digest.split(":", 1)[0])
+    return make() if make else None
+
+
+class _KeepAuthOnSameHost(urllib.request.HTTPRedirectHandler):
+    """Follow redirects (registries send blobs to storage hosts), but never carry our
+    credentials to another host: a token for the registry is not the CDN's business."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and (
+            urllib.parse.urlsplit(newurl).netloc != urllib.parse.urlsplit(req.full_url).netloc
+        ):
+            new.remove_header("Authorization")
+        return new
+
+
+class BlobReader:
+    """A response body streamed with limits: at most ``max_bytes``, finished by ``deadline``
+    (``time.monotonic()`` seconds), and checked against ``digest`` when read to its end.
+
+    File-like enough for ``gzip``, ``tarfile`` (stream mode) and ``zstandard``. Every failure
+    is a :class:`RegistryError`; a body read only in part is not digest-checked.
+    """
+
+    def __init__(
+        self,
+        resp,
+        what: str,
+        *,
+        digest: str | None = None,
+        max_bytes: int,
+        deadline: float,
+        timeout: float,
+    ) -> None:
+        self._resp = resp
+        self.what = what
+        self.digest = digest
+        self.max_bytes = max_bytes
+        self.deadline = deadline
+        self.timeout = timeout
+        self.bytes_read = 0
+        self.complete = False
+        self._hash = _hasher(digest)
+
+    def readable(self) -> bool:
+        return True
+
+    def _timeout(self) -> RegistryError:
+        return RegistryError(
+            "timeout", f"reading {self.what} took longer than {self.timeout:g} s; stopped"
+        )
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            return self.read_all()
+        if self.complete or n == 0:
+            return b""
+        if time.monotonic() > self.deadline:
+            raise self._timeout()
+        try:
+            # read1: at most one socket read, so a server that drips bytes meets the deadline.
+            block = self._resp.read1(min(n, 1 << 20))
+        except TimeoutError:
+            raise self._timeout() from None
+        except (http.client.HTTPException, OSError, ValueError) as e:
+            raise RegistryError(
+                "unreachable", f"the connection broke while reading {self.what}: {e!r}"
+            ) from None
+        if not block:
+            self._finish()
+            return b""
+        self.bytes_read += len(block)
+        if self.bytes_read > self.max_bytes:
+            raise RegistryError(
+                "too-large", f"{self.what} is larger than {self.max_bytes} bytes; stopped"
+            )
+        if self._hash is not None:
+            self._hash.update(block)
+        return block
+
+    def read_all(self) -> bytes:
+        chunks = []
+        while block := self.read(1 << 20):
+            chunks.append(block)
+        return b"".join(chunks)
+
+    def _finish(self) -> None:
+        self.complete = True
+        if self._hash is not None:
+            actual = f"{self.digest.split(':', 1)[0]}:{self._hash.hexdigest()}"
+            if actual != self.digest:
+                raise RegistryError(
+                    "digest-mismatch",
+                    f"{self.what}: content hashes to {actual}, but its digest is {self.digest}",
+                )
+
+    def close(self) -> None:
+        self._resp.close()
+
+    def __enter__(self) -> BlobReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 class RegistryClient:
     """Reads manifests and blobs from one or more registries.
 
@@ -256,6 +372,16 @@ class RegistryClient:
         self.credentials = credentials or {}
         self.user_agent = user_agent
         self._tokens: dict[tuple[str, str], str] = {}
+        redirects = _KeepAuthOnSameHost()
+        self._opener = urllib.request.build_opener(redirects)
+        # A loopback registry is never reached through an http_proxy from the environment.
+        self._loopback_opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), redirects
+        )
+
+    def _urlopen(self, ref: Reference, req: urllib.request.Request):
+        opener = self._loopback_opener if ref.insecure else self._opener
+        return opener.open(req, timeout=self.timeout)
 
     # low level
     def _url(self, ref: Reference, path: str) -> str:
@@ -268,15 +394,25 @@ class RegistryClient:
             return {"Authorization": token}
         return {}
 
-    def _open(self, ref: Reference, path: str, accept: str | None = None, method: str = "GET"):
+    def _open(
+        self,
+        ref: Reference,
+        path: str,
+        accept: str | None = None,
+        method: str = "GET",
+        data: bytes | None = None,
+        content_type: str | None = None,
+    ):
         url = self._url(ref, path)
         for attempt in range(2):
             headers = {"User-Agent": self.user_agent, **self._auth_header(ref)}
             if accept:
                 headers["Accept"] = accept
-            req = urllib.request.Request(url, headers=headers, method=method)
+            if content_type:
+                headers["Content-Type"] = content_type
+            req = urllib.request.Request(url, data=data, headers=headers, method=method)
             try:
-                return urllib.request.urlopen(req, timeout=self.timeout)
+                return self._urlopen(ref, req)
             except urllib.error.HTTPError as e:
                 if e.code == 401 and attempt == 0:
                     self._authenticate(ref, e.headers.get("WWW-Authenticate", ""))
@@ -295,9 +431,9 @@ class RegistryClient:
                 raise RegistryError(
                     "unreachable", f"cannot reach registry {ref.host}: {reason}"
                 ) from None
-            except (ConnectionError, OSError) as e:
+            except (ConnectionError, OSError, http.client.HTTPException) as e:
                 raise RegistryError(
-                    "unreachable", f"cannot reach registry {ref.host}: {e}"
+                    "unreachable", f"cannot reach registry {ref.host}: {e!r}"
                 ) from None
         raise RegistryError("auth", f"{ref.host} refused our credentials for {ref.repository}")
 
@@ -307,9 +443,9 @@ class RegistryClient:
             body = json.loads(e.read(65536) or b"{}")
             errs = body.get("errors") or []
             if errs and isinstance(errs[0], dict):
-                detail = f" ({errs[0].get('code')}: {errs[0].get('message')})"
+                detail = f" ({errs[0].get('code')}: {str(errs[0].get('message'))[:200]})"
         except Exception:
-            pass
+            pass  # an error body that is not the registry's JSON adds nothing
         if e.code == 404:
             what = "manifest" if path.startswith("manifests/") else "blob"
             return RegistryError(
@@ -347,38 +483,63 @@ class RegistryClient:
             headers["Authorization"] = (
                 "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
             )
+        if not realm.startswith(("https://", "http://")):
+            raise RegistryError("auth", f"{ref.host} sent a bearer realm that is not a URL")
+        token_ref = Reference(urllib.parse.urlsplit(realm).netloc or ref.host, "token")
         try:
-            with urllib.request.urlopen(
-                urllib.request.Request(url, headers=headers), timeout=self.timeout
-            ) as resp:
-                body = json.loads(resp.read(MAX_DOCUMENT))
+            with self._urlopen(token_ref, urllib.request.Request(url, headers=headers)) as resp:
+                body = json.loads(
+                    BlobReader(
+                        resp,
+                        f"the token from {realm}",
+                        max_bytes=MAX_DOCUMENT,
+                        deadline=time.monotonic() + self.timeout,
+                        timeout=self.timeout,
+                    ).read_all()
+                )
         except urllib.error.HTTPError as e:
             raise RegistryError("auth", f"token endpoint {realm} answered HTTP {e.code}") from None
-        except (urllib.error.URLError, OSError, ValueError) as e:
+        except RegistryError as e:
             raise RegistryError("auth", f"token endpoint {realm} failed: {e}") from None
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as e:
+            raise RegistryError("auth", f"token endpoint {realm} failed: {e!r}") from None
         token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
         if not token:
             raise RegistryError("auth", f"token endpoint {realm} returned no token")
         self._tokens[(ref.host, ref.repository)] = f"Bearer {token}"
 
     def _read_document(self, ref: Reference, path: str, accept: str | None, expect: str | None):
+        deadline = time.monotonic() + self.timeout
         with self._open(ref, path, accept) as resp:
-            raw = resp.read(MAX_DOCUMENT + 1)
             media_type = (resp.headers.get("Content-Type") or "").split(";")[0].strip()
             header_digest = resp.headers.get("Docker-Content-Digest")
-        if len(raw) > MAX_DOCUMENT:
-            raise RegistryError("too-large", f"{path} is larger than {MAX_DOCUMENT} bytes")
+            raw = BlobReader(
+                resp,
+                f"{ref.host}/{ref.repository}: {path}",
+                max_bytes=MAX_DOCUMENT,
+                deadline=deadline,
+                timeout=self.timeout,
+            ).read_all()
         digest = _sha256(raw)
         for claimed, source in ((expect, "the reference"), (header_digest, "the registry")):
-            if claimed and claimed.startswith("sha256:") and claimed != digest:
+            if not claimed:
+                continue
+            hasher = _hasher(claimed)
+            if hasher is None:
+                raise RegistryError(
+                    "garbage", f"{source} names a digest we cannot check: {claimed[:80]!r}"
+                )
+            hasher.update(raw)
+            actual = f"{claimed.split(':', 1)[0]}:{hasher.hexdigest()}"
+            if claimed != actual:
                 raise RegistryError(
                     "digest-mismatch",
-                    f"{ref.host}/{ref.repository}: content of {path} hashes to {digest}, "
+                    f"{ref.host}/{ref.repository}: content of {path} hashes to {actual}, "
                     f"but {source} says {claimed}",
                 )
         try:
             doc = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise RegistryError(
                 "garbage", f"{ref.host}/{ref.repository}: {path} is not JSON"
             ) from None
@@ -393,11 +554,11 @@ class RegistryClient:
         ref = Reference(host, "x")
         scheme = "http" if ref.insecure else "https"
         try:
-            urllib.request.urlopen(f"{scheme}://{host}/v2/", timeout=self.timeout).close()
+            self._urlopen(ref, urllib.request.Request(f"{scheme}://{host}/v2/")).close()
             return True
         except urllib.error.HTTPError as e:
             return e.code == 401
-        except (urllib.error.URLError, OSError):
+        except (urllib.error.URLError, OSError, http.client.HTTPException):
             return False
 
     def fetch_manifest(self, ref: Reference | str) -> Document:
@@ -417,17 +578,52 @@ class RegistryClient:
             raise RegistryError("garbage", f"{manifest.reference} has no config descriptor")
         return self._read_document(manifest.reference, f"blobs/{cfg.digest}", None, cfg.digest)
 
-    def open_blob(self, ref: Reference, digest: str):
-        """A file-like response for a blob, for streaming (caller closes it)."""
-        return self._open(ref, f"blobs/{digest}")
+    def open_blob(
+        self,
+        ref: Reference,
+        digest: str,
+        *,
+        max_bytes: int = 1 << 40,
+        deadline: float | None = None,
+    ) -> BlobReader:
+        """A blob for streaming (caller closes it): bounded by ``max_bytes`` and ``deadline``
+        (``time.monotonic()`` seconds; default now + 30 x timeout), digest-checked at its end."""
+        budget = self.timeout * 30
+        if deadline is None:
+            deadline = time.monotonic() + budget
+        else:
+            budget = max(0.0, deadline - time.monotonic())
+        resp = self._open(ref, f"blobs/{digest}")
+        return BlobReader(
+            resp,
+            f"{ref.host}/{ref.repository}: blob {digest}",
+            digest=digest,
+            max_bytes=max_bytes,
+            deadline=deadline,
+            timeout=budget,
+        )
 
     def iter_blob(self, ref: Reference, digest: str, chunk: int = 65536) -> Iterator[bytes]:
-        with self.open_blob(ref, digest) as resp:
-            while True:
-                block = resp.read(chunk)
-                if not block:
-                    return
+        with self.open_blob(ref, digest) as blob:
+            while block := blob.read(chunk):
                 yield block
+
+    def push_manifest(self, ref: Reference | str, body: bytes, media_type: str) -> str:
+        """PUT a manifest or index under ``ref``'s tag (or digest); returns its digest.
+
+        For tests and labs that assemble an index by hand; the blobs it names must exist.
+        """
+        ref = Reference.parse(ref) if isinstance(ref, str) else ref
+        digest = _sha256(body)
+        with self._open(
+            ref, f"manifests/{ref.reference}", method="PUT", data=body, content_type=media_type
+        ) as resp:
+            answered = resp.headers.get("Docker-Content-Digest")
+        if answered and answered != digest:
+            raise RegistryError(
+                "digest-mismatch", f"{ref.host} stored {answered} for a body hashing to {digest}"
+            )
+        return digest
 
     def exists(self, ref: Reference | str) -> bool:
         ref = Reference.parse(ref) if isinstance(ref, str) else ref
