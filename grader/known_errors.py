@@ -34,6 +34,17 @@ KNOWN_ERRORS: tuple[KnownError, ...] = (
         "pulled), or compile in a `FROM --platform=$BUILDPLATFORM` stage for $TARGETARCH.",
     ),
     KnownError(
+        "exec-no-such-file",
+        r"exec \S+: no such file or directory",
+        "The program is there, but its interpreter is not",
+        "The kernel could not open the interpreter the program names: the dynamic loader of "
+        "another architecture (an amd64 binary in an arm64 image looks for "
+        "/lib64/ld-linux-x86-64.so.2), or a binfmt_misc emulator registered without the F "
+        "flag, whose path does not exist inside the container.",
+        "Read the binary's ELF header: it must match the image's platform (compile for "
+        "$TARGETARCH); register emulators with the F flag.",
+    ),
+    KnownError(
         "docker-driver-multiplatform",
         r"Multi-platform build is not supported for the docker driver"
         r"|multiple platforms feature is currently not supported for docker driver",
