@@ -5,6 +5,7 @@ The API is small and stable; notebooks in ``source/`` depend on it::
     from grader.labkit import sh, self_check, lab_header, needs_engine, unique_name
 
     lab_header("02-qemu-binfmt")          # what the lab needs, engine status (+ no-engine banner)
+    lab_status("02-qemu-binfmt")          # the same as {need: met}, quietly
     r = sh("docker buildx ls")             # prints `$ docker buildx ls` and the output as it comes
     r = sh(["docker", "run", "--rm", "--platform", "linux/arm64", "busybox", "uname", "-m"],
            record="02-uname-arm64")        # no engine: shows the recorded real output instead
@@ -46,6 +47,7 @@ __all__ = [
     "LABS",
     "ShResult",
     "lab_header",
+    "lab_status",
     "needs_engine",
     "registry_host",
     "self_check",
@@ -299,16 +301,22 @@ def _status(need: str) -> bool:
     raise ValueError(f"unknown need {need!r}")
 
 
+def lab_status(lab_id: str) -> dict[str, bool]:
+    """``{need: met}`` for each thing the lab's engine cells need, without printing."""
+    info = LABS.get(lab_id)
+    if info is None:
+        raise ValueError(f"unknown lab {lab_id!r}; known: {', '.join(LABS)}")
+    return {need: _status(need) for need in info.needs}
+
+
 def lab_header(lab_id: str) -> dict[str, bool]:
     """Print the lab's title, what it needs and whether each need is met here.
 
     Returns ``{need: met}``. In no-engine mode it also shows ``grader.recorded.banner``.
     """
-    info = LABS.get(lab_id)
-    if info is None:
-        raise ValueError(f"unknown lab {lab_id!r}; known: {', '.join(LABS)}")
+    status = lab_status(lab_id)
+    info = LABS[lab_id]
     _print(f"Lab {lab_id}: {info.title}  (about {info.minutes} minutes)")
-    status = {need: _status(need) for need in info.needs}
     if not info.needs:
         _print("Needs: nothing beyond this notebook.")
     for need, met in status.items():
@@ -351,6 +359,8 @@ def self_check(*checks: Callable[[], Any]) -> bool:
             _print(f"FAIL  {title}\n      hint: {e or 'see the task above'}")
         except NotImplementedError:
             _print(f"TODO  {title}\n      hint: you have not answered this part yet")
+        except NameError as e:  # the answer's cell has not run (or not been written) yet
+            _print(f"TODO  {title}\n      hint: {e}: run the cell where you answer this part")
         except Exception as e:  # a learner's broken code: show it as a hint, not a traceback
             _print(f"FAIL  {title}\n      error: {type(e).__name__}: {e}")
         else:

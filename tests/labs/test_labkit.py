@@ -163,18 +163,23 @@ def test_self_check_reports_each_check_and_never_raises(capsys):
     def todo():
         raise NotImplementedError()
 
+    def unanswered():
+        """the answer exists"""
+        return answer_that_was_never_written  # noqa: F821
+
     def broken():
         """a helper works"""
         return {}["missing"]
 
     assert labkit.self_check(passes) is True
-    assert labkit.self_check(passes, fails, todo, broken) is False
+    assert labkit.self_check(passes, fails, todo, unanswered, broken) is False
     shown = capsys.readouterr().out
     assert "PASS  the answer is right" in shown
     assert "FAIL  the platform is normalised\n      hint: write linux/arm64, not aarch64" in shown
     assert "TODO  todo" in shown
     assert "FAIL  a helper works\n      error: KeyError" in shown
-    assert "1/4 checks pass." in shown
+    assert "TODO  the answer exists\n      hint: name 'answer_that_was_never_written'" in shown
+    assert "1/5 checks pass." in shown
 
 
 def test_show_report_prints_scores_findings_and_hints(capsys):
@@ -213,7 +218,7 @@ def test_show_report_prints_scores_findings_and_hints(capsys):
 def test_lab_header_lists_needs_and_rejects_unknown_labs(no_engine, capsys):
     status = labkit.lab_header("03-builders")
     shown = capsys.readouterr().out
-    assert status == {"engine": False}
+    assert status == {"engine": False} == labkit.lab_status("03-builders")
     assert "MISSING a Docker engine" in shown and "./course up" in shown
     with pytest.raises(ValueError, match="unknown lab"):
         labkit.lab_header("99-nope")
