@@ -112,6 +112,10 @@ class ShResult:
     recording: Any = None  # what grader.recorded.lookup returned, when output is recorded
     lines: list[tuple[str, str]] = field(default_factory=list, repr=False)
 
+    def __repr__(self) -> str:
+        state = f"exit {self.returncode}" if self.ran else "not run (no engine)"
+        return f"<ShResult `{self.command}`: {state}>"
+
     @property
     def ok(self) -> bool:
         """True only for a command that ran here and exited 0 (a recording is not ``ok``)."""
@@ -309,11 +313,9 @@ def lab_status(lab_id: str) -> dict[str, bool]:
     return {need: _status(need) for need in info.needs}
 
 
-def lab_header(lab_id: str) -> dict[str, bool]:
-    """Print the lab's title, what it needs and whether each need is met here.
-
-    Returns ``{need: met}``. In no-engine mode it also shows ``grader.recorded.banner``.
-    """
+def lab_header(lab_id: str) -> None:
+    """Print the lab's title, what it needs and whether each need is met here (the same as
+    :func:`lab_status`). In no-engine mode it also shows ``grader.recorded.banner``."""
     status = lab_status(lab_id)
     info = LABS[lab_id]
     _print(f"Lab {lab_id}: {info.title}  (about {info.minutes} minutes)")
@@ -339,7 +341,6 @@ def lab_header(lab_id: str) -> dict[str, bool]:
                 "No Docker engine answers here: cells that need one explain and skip, "
                 "and show recorded output where there is some."
             )
-    return status
 
 
 def _check_title(check: Callable[[], Any]) -> str:
@@ -347,9 +348,9 @@ def _check_title(check: Callable[[], Any]) -> str:
     return doc.splitlines()[0] if doc else check.__name__.replace("_", " ")
 
 
-def self_check(*checks: Callable[[], Any]) -> bool:
+def self_check(*checks: Callable[[], Any]) -> None:
     """Run each check (a function whose docstring's first line says what it checks) and print
-    PASS or FAIL with its message as the hint. Never raises; returns True if all passed."""
+    PASS, FAIL or TODO with its message as the hint, then how many pass. Never raises."""
     passed = 0
     for check in checks:
         title = _check_title(check)
@@ -367,7 +368,6 @@ def self_check(*checks: Callable[[], Any]) -> bool:
             passed += 1
             _print(f"PASS  {title}")
     _print(f"\n{passed}/{len(checks)} checks pass.")
-    return passed == len(checks)
 
 
 def show_report(report: Any, *, file=None) -> None:
