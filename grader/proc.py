@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 #: Cap on captured output per stream; the rest is dropped and counted (untrusted programs).
 DEFAULT_MAX_OUTPUT = 8 * 1024 * 1024
+#: Longest line ``stream`` yields; longer lines are split.
+MAX_LINE = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -246,7 +248,9 @@ class Stream:
         return self
 
     def _pump(self, name: str, pipe) -> None:
-        for raw in iter(pipe.readline, b""):
+        # A capped readline: an untrusted program's output without newlines cannot grow a
+        # line without bound (longer lines arrive in MAX_LINE pieces).
+        for raw in iter(lambda: pipe.readline(MAX_LINE), b""):
             self._queue.put((name, _decode(raw).rstrip("\r\n")))
         pipe.close()
         self._queue.put(None)
