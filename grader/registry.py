@@ -317,6 +317,12 @@ class BlobReader:
                 "unreachable", f"the connection broke while reading {self.what}: {e!r}"
             ) from None
         if not block:
+            missing = getattr(self._resp, "length", None)
+            if missing:
+                raise RegistryError(
+                    "unreachable",
+                    f"the connection closed {missing} bytes before the end of {self.what}",
+                )
             self._finish()
             return b""
         self.bytes_read += len(block)

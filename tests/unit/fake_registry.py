@@ -1,0 +1,236 @@
+"""A tiny OCI distribution server on 127.0.0.1:0 for unit tests of the registry client.
+
+It serves manifests (by tag and digest) and blobs (by digest) the way CNCF distribution does
+(Content-Type, Docker-Content-Digest, JSON errors), optionally behind basic auth or the
+bearer-token flow (its own /token endpoint), and misbehaves on request: ``faults`` maps a
+path suffix to ``hang`` (never answers), ``drip`` (one byte at a time), ``garbage`` (a body
+that is not what it claims), ``wrong-digest`` (a Docker-Content-Digest that does not match),
+``huge`` (an endless body), ``cut`` (closes mid-body), ``bad-status`` (not HTTP at all)
+or an HTTP status code.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+
+def digest_of(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class FakeRegistry:
+    TOKEN = "t0ken-for-tests"
+
+    def __init__(self, auth: str | None = None, user: str = "learner", password: str = "s3cret"):
+        self.auth = auth  # None, "basic" or "bearer"
+        self.user = user
+        self.password = password
+        self.manifests: dict[tuple[str, str], tuple[str, bytes]] = {}
+        self.blobs: dict[tuple[str, str], bytes] = {}
+        self.faults: dict[str, str | int] = {}
+        self.redirects: dict[str, str] = {}  # path suffix -> URL answered with a 307
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self.token_requests: list[str] = []
+        self._stop = threading.Event()
+        registry = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_GET(self):
+                registry._handle(self, "GET")
+
+            def do_HEAD(self):
+                registry._handle(self, "HEAD")
+
+            def do_PUT(self):
+                registry._handle(self, "PUT")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+
+    # setup -----------------------------------------------------------------------------------
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.server.server_address[1]}"
+
+    def ref(self, repo: str, tag: str = "latest") -> str:
+        return f"{self.host}/{repo}:{tag}"
+
+    def add_blob(self, repo: str, data: bytes) -> str:
+        digest = digest_of(data)
+        self.blobs[(repo, digest)] = data
+        return digest
+
+    def add_manifest(
+        self, repo: str, body: bytes | dict, media_type: str | None = None, tag: str | None = None
+    ) -> str:
+        if isinstance(body, dict):
+            media_type = media_type or body.get("mediaType")
+            body = json.dumps(body, indent=2).encode()
+        digest = digest_of(body)
+        entry = (media_type or "application/json", body)
+        self.manifests[(repo, digest)] = entry
+        if tag:
+            self.manifests[(repo, tag)] = entry
+        return digest
+
+    def blob_requests(self, digest: str) -> int:
+        return sum(1 for m, p, _ in self.requests if m == "GET" and p.endswith(f"/blobs/{digest}"))
+
+    def __enter__(self) -> FakeRegistry:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    # serving ---------------------------------------------------------------------------------
+    def _authorized(self, h: BaseHTTPRequestHandler) -> bool:
+        given = h.headers.get("Authorization", "")
+        if self.auth == "basic":
+            expected = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+            return given == f"Basic {expected}"
+        if self.auth == "bearer":
+            return given == f"Bearer {self.TOKEN}"
+        return True
+
+    def _send(self, h, status, body=b"", headers=None, head_only=False):
+        h.send_response(status)
+        for k, v in (headers or {}).items():
+            h.send_header(k, v)
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        if not head_only:
+            h.wfile.write(body)
+
+    def _error(self, h, status, code, message):
+        body = json.dumps({"errors": [{"code": code, "message": message}]}).encode()
+        self._send(h, status, body, {"Content-Type": "application/json"})
+
+    def _handle(self, h: BaseHTTPRequestHandler, method: str) -> None:
+        url = urlsplit(h.path)
+        self.requests.append((method, url.path, dict(h.headers)))
+        if url.path == "/token":
+            self.token_requests.append(url.query)
+            given = h.headers.get("Authorization", "")
+            expected = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+            if self.faults.get("/token") == "no-token":
+                return self._send(h, 200, b"{}", {"Content-Type": "application/json"})
+            if self.faults.get("/token") == "need-login" and given != f"Basic {expected}":
+                return self._error(h, 401, "UNAUTHORIZED", "login first")
+            body = json.dumps({"token": self.TOKEN, "expires_in": 300}).encode()
+            return self._send(h, 200, body, {"Content-Type": "application/json"})
+        if not self._authorized(h):
+            if self.auth == "basic":
+                challenge = 'Basic realm="fake registry"'
+            else:
+                repo = url.path.removeprefix("/v2/").rsplit("/", 2)[0]
+                challenge = (
+                    f'Bearer realm="http://{self.host}/token",service="fake",'
+                    f'scope="repository:{repo}:pull"'
+                )
+            self._send(
+                h, 401, b'{"errors":[{"code":"UNAUTHORIZED"}]}', {"WWW-Authenticate": challenge}
+            )
+            return
+        for suffix, location in self.redirects.items():
+            if url.path.endswith(suffix):
+                return self._send(h, 307, b"", {"Location": location})
+        fault = next((f for suffix, f in self.faults.items() if url.path.endswith(suffix)), None)
+        if fault == "hang":
+            self._stop.wait(30)
+            return
+        if fault == "bad-status":
+            h.wfile.write(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
+            h.close_connection = True
+            return
+        if isinstance(fault, int):
+            return self._error(h, fault, "FAULT", f"injected HTTP {fault}")
+        if url.path == "/v2/" or url.path == "/v2":
+            return self._send(h, 200, b"{}", {"Content-Type": "application/json"})
+        path = url.path.removeprefix("/v2/")
+        if "/manifests/" in path:
+            repo, _, ref = path.rpartition("/manifests/")
+            if method == "PUT":
+                length = int(h.headers.get("Content-Length", "0"))
+                body = h.rfile.read(length)
+                digest = self.add_manifest(
+                    repo, body, h.headers.get("Content-Type"), None if ":" in ref else ref
+                )
+                return self._send(h, 201, b"", {"Docker-Content-Digest": digest})
+            found = self.manifests.get((repo, ref))
+            if found is None:
+                return self._error(h, 404, "MANIFEST_UNKNOWN", "manifest unknown")
+            media_type, body = found
+            headers = {"Content-Type": media_type, "Docker-Content-Digest": digest_of(body)}
+        elif "/blobs/" in path:
+            repo, _, digest = path.rpartition("/blobs/")
+            body = self.blobs.get((repo, digest))
+            if body is None:
+                return self._error(h, 404, "BLOB_UNKNOWN", "blob unknown to registry")
+            headers = {"Content-Type": "application/octet-stream", "Docker-Content-Digest": digest}
+        elif path.endswith("/tags/list"):
+            repo = path.removesuffix("/tags/list")
+            tags = sorted(r for (rp, r) in self.manifests if rp == repo and ":" not in r)
+            body = json.dumps({"name": repo, "tags": tags}).encode()
+            headers = {"Content-Type": "application/json"}
+        else:
+            return self._error(h, 404, "NAME_UNKNOWN", "no such path")
+        if fault == "garbage":
+            body = b"<html>this is not what you asked for</html>"
+        elif fault == "wrong-digest":
+            headers["Docker-Content-Digest"] = digest_of(b"something else")
+        elif fault == "drip":
+            h.send_response(200)
+            for k, v in headers.items():
+                h.send_header(k, v)
+            h.send_header("Content-Length", str(len(body)))
+            h.end_headers()
+            for i in range(len(body)):
+                if self._stop.wait(0.05):
+                    return
+                try:
+                    h.wfile.write(body[i : i + 1])
+                    h.wfile.flush()
+                except OSError:
+                    return
+            return
+        elif fault == "huge":
+            h.send_response(200)
+            for k, v in headers.items():
+                h.send_header(k, v)
+            h.end_headers()
+            h.close_connection = True
+            block = b"x" * 65536
+            deadline = time.monotonic() + 20
+            try:
+                while time.monotonic() < deadline and not self._stop.is_set():
+                    h.wfile.write(block)
+            except OSError:
+                pass
+            return
+        elif fault == "cut":
+            h.send_response(200)
+            for k, v in headers.items():
+                h.send_header(k, v)
+            h.send_header("Content-Length", str(len(body)))
+            h.end_headers()
+            h.wfile.write(body[: len(body) // 2])
+            h.close_connection = True
+            return
+        self._send(h, 200, body, headers, head_only=method == "HEAD")
