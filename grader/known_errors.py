@@ -78,7 +78,7 @@ KNOWN_ERRORS: tuple[KnownError, ...] = (
         "`buildx create --name X` fails when builder X already exists, so a script that "
         "creates it unconditionally fails on its second run.",
         "Guard it: `docker buildx inspect X >/dev/null 2>&1 || docker buildx create --name X`, "
-        "then `docker buildx use X`.",
+        "then build with `--builder X` (or `docker buildx use X`).",
     ),
     KnownError(
         "qemu-segfault",
