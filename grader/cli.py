@@ -53,6 +53,12 @@ def _lab(args: argparse.Namespace) -> int:
     return 0
 
 
+def _record(args: argparse.Namespace) -> int:
+    from grader.recorded import record_main
+
+    return record_main(args.labs, out=args.out, timeout=args.timeout)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="grader", description="Multi-platform builds course: grader and engine tools."
@@ -76,6 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--dir", default="labs", help="folder JupyterLab opens (default: labs)")
     lab.add_argument("--port", type=int, default=8888)
     lab.set_defaults(func=_lab)
+
+    rec = sub.add_parser(
+        "record", help="run labs on the real engine and store their outputs for no-engine mode"
+    )
+    rec.add_argument("labs", nargs="*", help="lab ids (default: every lab in source/)")
+    rec.add_argument("--out", help="recordings folder (default: grader/recordings)")
+    rec.add_argument("--timeout", type=float, default=3600, help="seconds per lab")
+    rec.set_defaults(func=_record)
     return parser
 
 
