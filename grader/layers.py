@@ -597,7 +597,9 @@ class Program:
     @property
     def route(self) -> str:
         """``hello: /usr/local/bin/hello; #! /bin/sh -> /bin/busybox``, for messages."""
-        text = f"{self.argv[0]}: {self.file.route}"
+        text = self.file.route
+        if self.argv and self.argv[0] != self.file.chain[0]:
+            text = f"{self.argv[0]}: {text}"
         return text + "".join(f"; #! {i.route}" for i in self.interpreters)
 
 

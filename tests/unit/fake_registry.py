@@ -234,3 +234,22 @@ class FakeRegistry:
             h.close_connection = True
             return
         self._send(h, 200, body, headers, head_only=method == "HEAD")
+
+
+def load_fixture(registry: FakeRegistry, scenario: str, repo: str, tag: str = "latest") -> str:
+    """Serve a captured fixture (tests/fixtures/manifests/<scenario>) byte for byte under
+    ``repo:tag``; returns the reference."""
+    from pathlib import Path
+
+    root = Path(__file__).parents[1] / "fixtures" / "manifests" / scenario
+    meta = json.loads((root / "meta.json").read_text())
+    for path in (root / "manifests").iterdir():
+        digest = f"sha256:{path.name}"
+        body = path.read_bytes()
+        assert digest_of(body) == digest, f"{path} does not match its name"
+        registry.add_manifest(
+            repo, body, meta["media_types"][digest], tag if digest == meta["top"] else None
+        )
+    for path in (root / "blobs").iterdir():
+        registry.add_blob(repo, path.read_bytes())
+    return registry.ref(repo, tag)
