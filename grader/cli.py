@@ -6,11 +6,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from grader.engine.steps import StepFailed
-
 
 def _engine(args: argparse.Namespace) -> int:
     from grader import engine
+    from grader.engine.steps import StepFailed  # imported here: keeps `grader check` fast
 
     if args.action == "doctor":
         report = engine.diagnose()
@@ -59,6 +58,58 @@ def _record(args: argparse.Namespace) -> int:
     return record_main(args.labs, out=args.out, timeout=args.timeout)
 
 
+def _check(args: argparse.Namespace) -> int:
+    """Exit 0: every evaluated criterion passed; 1: some did not; 2: could not run."""
+    from grader.checker import SubmissionUnreadable, check, parse_platforms
+
+    try:
+        platforms = parse_platforms(args.platforms)
+    except ValueError as e:
+        print(f"grader check: --platforms {args.platforms!r}: {e}", file=sys.stderr)
+        return 2
+    try:
+        report = check(args.submission, image=args.image, static=args.static, platforms=platforms)
+    except SubmissionUnreadable as e:
+        print(f"grader check: cannot read the submission: {e}", file=sys.stderr)
+        return 2
+    code = 0 if report.passed else 1
+    try:
+        if args.format == "json":
+            from grader.reporters import render_json
+
+            print(render_json(report))
+        else:
+            from grader.reporters import write_text
+
+            write_text(report, sys.stdout)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `grader check ... | head`: the reader left; the grade stands
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return code
+
+
+def _rules(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from grader import rulesdoc
+
+    text = rulesdoc.render_json() if args.format == "json" else rulesdoc.render_markdown()
+    if args.check:
+        path = Path(args.check)
+        current = path.read_text(encoding="utf-8") if path.exists() else ""
+        if current != text:
+            print(f"{path} is out of date: run `grader rules --output {path}`", file=sys.stderr)
+            return 1
+        return 0
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        return 0
+    sys.stdout.write(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="grader", description="Multi-platform builds course: grader and engine tools."
@@ -90,6 +141,28 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--out", help="recordings folder (default: grader/recordings)")
     rec.add_argument("--timeout", type=float, default=3600, help="seconds per lab")
     rec.set_defaults(func=_record)
+
+    chk = sub.add_parser("check", help="grade a challenge submission (build.sh + Dockerfile)")
+    chk.add_argument("submission", metavar="SUBMISSION_DIR")
+    chk.add_argument(
+        "--image", metavar="REF", help="the image to check (default: the tag build.sh pushes)"
+    )
+    chk.add_argument(
+        "--static", action="store_true", help="only the static checks of build.sh and Dockerfile"
+    )
+    chk.add_argument("--format", choices=["text", "json"], default="text")
+    chk.add_argument(
+        "--platforms",
+        default="linux/amd64,linux/arm64",
+        help="platforms the image must support (default: %(default)s)",
+    )
+    chk.set_defaults(func=_check)
+
+    rul = sub.add_parser("rules", help="print the rule catalogue (docs/rules.md)")
+    rul.add_argument("--format", choices=["markdown", "json"], default="markdown")
+    rul.add_argument("--output", metavar="PATH", help="write to PATH instead of stdout")
+    rul.add_argument("--check", metavar="PATH", help="exit 1 when PATH is not up to date")
+    rul.set_defaults(func=_rules)
     return parser
 
 

@@ -22,6 +22,7 @@ class Rule:
     hint: str  # what to change
     anti_pattern: str  # doc example that triggers the rule
     best_practice: str  # doc example that passes
+    doc: str = ""  # optional: why the rule exists and decisions behind it (docs/rules.md)
 
     def finding(
         self, file: str | None = None, line: int | None = None, hint: str | None = None, **fmt
