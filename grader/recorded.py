@@ -201,6 +201,7 @@ def _write_lab_file(path: Path, recordings: dict[str, Recording]) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         json.dump(body, fh, indent=1, ensure_ascii=False)
         fh.write("\n")
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; the store is package data
     os.replace(tmp, path)  # readers never see half a file
 
 
