@@ -45,6 +45,9 @@ REGISTRY_UNREACHABLE = register(
         "# nothing listens on 5999",
         best_practice="grader engine up\ngrader check submission --image "
         "127.0.0.1:5000/challenge/app:latest",
+        doc="Status `error`, not `fail`: a registry that is down, times out or answers HTTP 5xx "
+        "is the grading machine's problem, so the submission is not marked wrong for it. "
+        "Every registry call has a time limit.",
     )
 )
 
@@ -60,6 +63,7 @@ IMAGE_NOT_FOUND = register(
         anti_pattern="docker buildx build --platform linux/amd64,linux/arm64 "
         "-t 127.0.0.1:5000/challenge/app:latest .   # built, never pushed",
         best_practice=_GOOD_PUSH,
+        doc="Status `fail`: the registry answered, and the tag is not there.",
     )
 )
 
@@ -88,6 +92,8 @@ CONTENT_UNREADABLE = register(
         "match its digest, or is not JSON, is refused by `docker pull` too.",
         anti_pattern="a proxy in front of the registry that rewrites or truncates responses",
         best_practice=_GOOD_PUSH,
+        doc="Covers a body that does not hash to its digest (Docker-Content-Digest or the pinned "
+        "digest), a body that is not JSON or not an object, and one over 4 MB.",
     )
 )
 
@@ -121,6 +127,8 @@ NOT_AN_INDEX = register(
         anti_pattern="docker build -t 127.0.0.1:5000/challenge/app:latest .\n"
         "docker push 127.0.0.1:5000/challenge/app:latest",
         best_practice=_GOOD_PUSH,
+        doc="A plain image manifest (Docker v2 or OCI) where an index was expected; `image-arch` "
+        "still checks that one image's config against its binary.",
     )
 )
 
@@ -135,6 +143,8 @@ PLATFORM_MISSING = register(
         "`--platform linux/amd64,linux/arm64`) and push again.",
         anti_pattern="docker buildx build --platform linux/amd64 -t IMAGE --push .",
         best_practice=_GOOD_PUSH,
+        doc="Platforms are compared after containerd's normalisation: `arm64/v8` is `arm64`, "
+        "`aarch64` is `arm64`, `x86_64` is `amd64`, `arm` is `arm/v7`.",
     )
 )
 
@@ -152,6 +162,11 @@ ATTESTATIONS_LISTED = register(
         anti_pattern="docker buildx build --platform linux/amd64,linux/arm64 --push .   "
         "# provenance on by default since buildx 0.10",
         best_practice=_GOOD_PUSH,
+        doc="BuildKit adds one attestation manifest per image when provenance is on (the default "
+        "since buildx 0.10) and switches the index to OCI media types. They are recognised by"
+        " the annotation `vnd.docker.reference.type: attestation-manifest`, never counted as "
+        "platforms, and cost no points here (the `provenance` criterion grades the flag in "
+        "build.sh).",
     )
 )
 
@@ -214,6 +229,9 @@ CONFIG_PLATFORM_MISMATCH = register(
         anti_pattern="docker manifest create IMAGE app-amd64 app-amd64-again\n"
         "docker manifest annotate IMAGE app-amd64-again --arch arm64",
         best_practice=_GOOD_PUSH,
+        doc="The config's os/architecture/variant is compared with the index entry after "
+        "normalisation. BuildKit always writes the target platform into the config, so a "
+        "mismatch means the index was assembled by hand.",
     )
 )
 
@@ -233,6 +251,12 @@ BINARY_ARCH_MISMATCH = register(
         "RUN go build -o /hello hello.go      # builds for the build machine\n"
         "FROM scratch\nCOPY --from=build /hello /hello",
         best_practice=_GOOD_GO,
+        doc="The program is what `docker run` starts: ENTRYPOINT + CMD, argv[0] looked up in the "
+        "config's PATH (from WORKDIR) as runc does, symlinks, hardlinks and whiteouts "
+        "resolved inside the image, and for a `#!` script the interpreter it names (the "
+        "binary the kernel really loads). An emulated or amd64 build machine runs an x86-64 "
+        "program in an 'arm64' image without complaint, so only the ELF header shows the bug."
+        " A 32-bit ARM header cannot tell arm/v6 from arm/v7: `arm` matches both.",
     )
 )
 
@@ -275,6 +299,8 @@ NO_COMMAND = register(
         hint='Give the image its program: `ENTRYPOINT ["/hello"]`.',
         anti_pattern="FROM scratch\nCOPY --from=build /hello /hello",
         best_practice=_GOOD_GO,
+        doc="A warning, not a failure: with no command there is no binary to check; the config's "
+        "platform is still compared (MF320).",
     )
 )
 
