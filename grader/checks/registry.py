@@ -122,12 +122,20 @@ def _inspect(
 ) -> _Inspected:
     digest = desc.digest if desc is not None else parent.digest
     seen = _Inspected(digest)
+
+    def in_time() -> None:
+        if time.monotonic() > deadline:
+            raise RegistryError("timeout", "the registry check ran out of time")
+
     try:
+        in_time()
         doc = client.fetch_child(parent, desc) if desc is not None else parent
         if doc.is_index or doc.config is None:
             seen.kind = doc.media_type or "not an image manifest"
             return seen
+        in_time()
         seen.config = client.fetch_config(doc).json
+        in_time()
         try:
             seen.program = read_program(
                 client, doc.reference, doc.layers, seen.config, deadline=deadline, limits=limits

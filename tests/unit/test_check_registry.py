@@ -221,6 +221,18 @@ def test_a_hanging_layer_is_an_error_for_image_arch_only(registry):
     assert time.monotonic() - start < 4
 
 
+def test_the_whole_check_meets_its_timeout_when_a_layer_drips(registry):
+    ref = load_fixture(registry, "docker-list", "learner/app")
+    for key, data in list(registry.blobs.items()):
+        if data[:2] == b"\x1f\x8b":
+            registry.faults[f"/blobs/{key[1]}"] = "drip"  # 50 ms a byte: ~15 s a layer
+    start = time.monotonic()
+    manifest, image_arch = run(ref, timeout=1.0)
+    assert manifest.status == "pass" and image_arch.status == "error"
+    assert "took longer" in messages(image_arch) or "out of time" in messages(image_arch)
+    assert time.monotonic() - start < 3
+
+
 def test_a_deleted_config_blob_fails_image_arch(registry):
     ref = load_fixture(registry, "docker-list", "learner/app")
     for key in [k for k in registry.blobs if registry.blobs[k][:1] == b"{"]:
