@@ -163,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     rul.add_argument("--output", metavar="PATH", help="write to PATH instead of stdout")
     rul.add_argument("--check", metavar="PATH", help="exit 1 when PATH is not up to date")
     rul.set_defaults(func=_rules)
+
+    from grader import batch
+
+    batch.add_subparser(sub)
     return parser
 
 

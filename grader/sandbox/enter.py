@@ -69,7 +69,9 @@ def main(argv: list[str]) -> int:
     os.setgroups([])
     os.setgid(gid)
     os.setuid(uid)
-    os.execv(cmd[0], cmd)
+    # A clean environment: bwrap's own process (pid 1 in the sandbox, readable there as
+    # /proc/1/environ) must not carry the grader's variables.
+    os.execve(cmd[0], cmd, {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
     return 127  # not reached
 
 

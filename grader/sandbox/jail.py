@@ -146,7 +146,11 @@ def client_argv(
         "DOCKER_CONFIG": CLIENT_CONFIG,
         "LANG": "C.UTF-8",
     }
+    # `env -i`: bwrap's own process keeps no trace of the grader's environment either.
     return [
+        "/usr/bin/env",
+        "-i",
+        "PATH=/usr/bin:/bin",
         exe,
         "--unshare-pid",
         "--unshare-ipc",

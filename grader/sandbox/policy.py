@@ -15,8 +15,8 @@ What it enforces:
 - builds: no entitlements (``--allow``), host network, ssh agent or cgroup parent; local
   paths only inside the submission; every build runs on the grading builder;
 - tags: kept when inside ``REGISTRY/<namespace>/``, refused when in another repository of
-  the grading registry, otherwise rewritten into the namespace (``myuser/app`` ->
-  ``REGISTRY/<namespace>/app``), the same way for every later command of the script;
+  the grading registry (``confine``, batch grading), otherwise rewritten into the namespace
+  (``myuser/app`` -> ``REGISTRY/<namespace>/app``), the same way for every later command;
 - builder and container names get a per-submission prefix so learners cannot collide.
 """
 
@@ -179,6 +179,9 @@ class Policy:
     root: str = "/submission"  # the same directory as the script and the client see it
     builder: str = "default"  # every build runs on this (the engine's shared builder)
     limits: Limits = field(default_factory=Limits)
+    # True (batch grading): pushes only inside REGISTRY/<namespace>/. False (a learner
+    # checking their own work): the grading registry's other repositories are allowed too.
+    confine: bool = True
     tag_map: dict[str, str] = field(default_factory=dict)
     asked_builders: list[str] = field(default_factory=list)
     current_builder: str | None = None
@@ -218,7 +221,7 @@ class Policy:
             ) from None
         repo = ref.repository
         if ref.host in self.registry_hosts():
-            if repo == self.namespace or repo.startswith(self.namespace + "/"):
+            if not self.confine or repo == self.namespace or repo.startswith(self.namespace + "/"):
                 return text, None
             if "/" in repo:
                 raise Refused(

@@ -76,6 +76,13 @@ class RunResult:
     log_tail: str = ""
     log_size: int = 0
 
+    @property
+    def succeeded(self) -> bool:
+        """Exit 0 without hitting a limit (a fork bomb that exits 0 still failed)."""
+        return self.returncode == 0 and not (
+            self.output_limited or self.process_limited or self.memory_limited
+        )
+
 
 @dataclass
 class SandboxOutcome:
@@ -92,7 +99,7 @@ class SandboxOutcome:
             self.error is None
             and self.skipped is None
             and len(self.runs) > 0
-            and all(r.returncode == 0 and not r.output_limited for r in self.runs)
+            and all(r.succeeded for r in self.runs)
         )
 
 
@@ -396,6 +403,7 @@ def run_build_sh(
     work_root: Path | None = None,
     label: str | None = None,
     workspace: Workspace | None = None,
+    confine: bool = True,
 ) -> SandboxOutcome:
     """Run ``submission/build.sh`` ``runs`` times in one throwaway copy, behind the gate.
 
@@ -430,6 +438,7 @@ def run_build_sh(
             host_root=ws.copy,
             builder=builder,
             limits=limits,
+            confine=confine,
         )
         client = Client(ws.copy, ws.docker_config)
         gate = Gate(policy, client, ws.gate_dir / "gate.sock", uid=ws.uid, limits=limits)
@@ -439,7 +448,7 @@ def run_build_sh(
                 for n in range(1, runs + 1):
                     r = run_once(ws, gate, limits, n, command)
                     outcome.runs.append(r)
-                    if r.returncode != 0 or r.output_limited:
+                    if not r.succeeded:
                         break
         finally:
             cleanup_engine(policy)

@@ -1,0 +1,655 @@
+"""``grader batch SUBMISSIONS_DIR --out results/``: grade every submission, resumably.
+
+Layout of ``--out``::
+
+    reports/<student>.json   one per graded submission (atomic: temp file, fsync, rename)
+    logs/<student>/run*.log  build.sh's output (capped), for the instructor to read
+    grades.csv               student, score, max_score, complete, one status per criterion
+    .lock                    one batch per results folder at a time
+
+A submission is graded again only when its report is missing, unreadable, incomplete (a
+criterion is ``error``: the grading machine failed, not the learner), or its files or the
+grading settings changed. So a rerun after a crash, Ctrl-C, a full disk or an engine
+failure finishes exactly what is missing and keeps every finished result.
+
+Workers share the engine's build cache (every build runs on the one grading builder). When a
+submission ends with an infrastructure error, no new one starts until the engine and
+registry answer again (up to ``engine_wait`` s, else the batch stops cleanly); at the end,
+infrastructure errors are retried once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import io
+import json
+import os
+import shutil
+import stat
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from grader.criteria import BY_ID, CRITERIA
+from grader.report import CriterionResult, Finding, Report
+from grader.rules import run as rules
+from grader.sandbox.limits import Limits
+
+FORMAT = 1  # bump when reports change shape: every submission is regraded
+
+
+@dataclass(frozen=True)
+class Submission:
+    student: str
+    path: Path
+
+
+@dataclass
+class BatchOptions:
+    out: Path
+    workers: int = 1
+    platforms: tuple[str, ...] = ("linux/amd64", "linux/arm64")
+    registry: str | None = None  # default: the course registry
+    namespace_prefix: str = ""  # images go to REGISTRY/[prefix/]<student>/...
+    assignment: str | None = "challenge"  # nbgrader layout: SUBMISSIONS/<student>/<assignment>
+    static_only: bool = False
+    limits: Limits = field(default_factory=Limits)
+    build_timeout: float = 900.0
+    run_timeout: float = 120.0
+    engine_wait: float = 120.0  # how long to wait for a failed engine/registry to come back
+    retries: int = 1  # extra passes over submissions that ended in infrastructure errors
+    work_root: Path | None = None
+    progress: Callable[[str], None] | None = None  # default: stderr
+
+    def settings_key(self) -> str:
+        """What changes a grade besides the files: a change regrades everything."""
+        data = {
+            "format": FORMAT,
+            "platforms": list(self.platforms),
+            "static": self.static_only,
+            "registry": self.registry,
+            "prefix": self.namespace_prefix,
+        }
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class BatchSummary:
+    total: int = 0
+    graded: int = 0  # graded in this run
+    kept: int = 0  # finished before, not regraded
+    complete: int = 0  # reports on disk with no infrastructure error
+    incomplete: list[str] = field(default_factory=list)  # students to regrade next run
+    unsaved: list[str] = field(default_factory=list)  # graded but the report write failed
+    stopped: str | None = None  # why the batch stopped early
+    seconds: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        if self.stopped or self.unsaved:
+            return 3
+        return 0 if not self.incomplete else 1
+
+
+# --- finding submissions --------------------------------------------------------------
+
+
+def discover(root: Path, assignment: str | None = "challenge") -> list[Submission]:
+    """One submission per folder of ``root``; with nbgrader's layout
+    (``<student>/<assignment>/``) the assignment folder is graded."""
+    subs = []
+    for child in sorted(Path(root).iterdir()):
+        if child.name.startswith(".") or child.is_symlink() or not child.is_dir():
+            continue
+        path = child / assignment if assignment and (child / assignment).is_dir() else child
+        subs.append(Submission(child.name, path))
+    return subs
+
+
+def fingerprint(path: Path, max_bytes: int = 64 * 1024 * 1024) -> str:
+    """A hash of the submission's names, types, link targets and contents (past
+    ``max_bytes`` in total, sizes and mtimes stand in for contents)."""
+    h = hashlib.sha256()
+    budget = max_bytes
+    for dirpath, dirnames, filenames in os.walk(path, followlinks=False):
+        dirnames.sort()
+        for name in sorted(filenames + [d for d in dirnames if os.path.islink(Path(dirpath) / d)]):
+            p = Path(dirpath) / name
+            rel = os.path.relpath(p, path)
+            try:
+                st = os.lstat(p)
+            except OSError:
+                continue
+            h.update(f"{rel}\0{stat.S_IFMT(st.st_mode)}\0{st.st_size}\0".encode())
+            if stat.S_ISLNK(st.st_mode):
+                h.update(os.readlink(p).encode())
+            elif stat.S_ISREG(st.st_mode):
+                if st.st_size <= budget:
+                    budget -= st.st_size
+                    with contextlib.suppress(OSError), open(p, "rb") as fh:
+                        for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                            h.update(block)
+                else:
+                    h.update(str(st.st_mtime_ns).encode())
+    return h.hexdigest()
+
+
+# --- files -----------------------------------------------------------------------------
+
+
+def safe_name(student: str) -> str:
+    out = "".join(c if c.isalnum() or c in "._-" else "_" for c in student)
+    return out.lstrip(".") or "_"
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``path`` completely or not at all: temp file, fsync, rename, fsync the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def report_path(out: Path, student: str) -> Path:
+    return out / "reports" / f"{safe_name(student)}.json"
+
+
+def load_record(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("report"), dict):
+        return None
+    return data
+
+
+def is_finished(record: dict | None, fp: str, key: str) -> bool:
+    return bool(
+        record
+        and record.get("complete") is True
+        and record.get("fingerprint") == fp
+        and record.get("settings") == key
+    )
+
+
+def write_grades_csv(out: Path) -> int:
+    """grades.csv from every report in ``out/reports``; returns the number of rows."""
+    rows = []
+    for path in sorted((out / "reports").glob("*.json")):
+        rec = load_record(path)
+        if rec is None:
+            continue
+        rep = rec["report"]
+        statuses = {c.get("id"): c.get("status", "") for c in rep.get("criteria", [])}
+        rows.append(
+            [
+                rec.get("student", path.stem),
+                rep.get("score", 0),
+                rep.get("max_score", 0),
+                "yes" if rec.get("complete") else "no",
+                *(statuses.get(c.id, "") for c in CRITERIA),
+            ]
+        )
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["student", "score", "max_score", "complete", *(c.id for c in CRITERIA)])
+    w.writerows(rows)
+    atomic_write(out / "grades.csv", buf.getvalue().encode())
+    return len(rows)
+
+
+# --- grading one submission -------------------------------------------------------------
+
+
+def _error_result(cid: str, finding: Finding) -> CriterionResult:
+    c = BY_ID[cid]
+    return CriterionResult(c.id, c.title, "error", 0.0, float(c.points), [finding])
+
+
+def _static_report(sub: Submission, platforms: Sequence[str]) -> Report:
+    """The static criteria through the public API (``grader.check(..., static=True)``)."""
+    try:
+        from grader.checker import check
+    except ImportError as e:
+        why = f"the static checker cannot be imported ({e})"
+    else:
+        try:
+            return check(sub.path, static=True, platforms=platforms)
+        except Exception as e:  # a broken submission must not stop the batch
+            why = f"{type(e).__name__}: {e}"
+    report = Report(submission=str(sub.path))
+    finding = rules.ENGINE_UNAVAILABLE.finding(why=why)
+    report.criteria = [_error_result(c.id, finding) for c in CRITERIA]
+    return report
+
+
+def _registry_results(image: str | None, platforms: Sequence[str]) -> list[CriterionResult]:
+    ids = [c.id for c in CRITERIA if c.needs == "registry"]
+    if image is None:
+        f = rules.NO_IMAGE.finding(why="build.sh pushed no image")
+        return [
+            CriterionResult(cid, BY_ID[cid].title, "fail", 0.0, float(BY_ID[cid].points), [f])
+            for cid in ids
+        ]
+    try:
+        from grader.checks.registry import check_image
+
+        return [r for r in check_image(image, platforms) if r.id in ids]
+    except Exception as e:
+        f = rules.ENGINE_UNAVAILABLE.finding(why=f"registry check failed: {type(e).__name__}: {e}")
+        return [_error_result(cid, f) for cid in ids]
+
+
+def _analysis(sub: Submission, opts: BatchOptions) -> object | None:
+    """The static analysis (which Dockerfile and context build.sh builds), if available."""
+    try:
+        from grader.checks.static import analyse
+
+        return analyse(sub.path, tuple(opts.platforms))
+    except Exception:
+        return None
+
+
+def grade(sub: Submission, opts: BatchOptions, log_dir: Path | None = None) -> tuple[Report, dict]:
+    """Grade one submission: static criteria, then build.sh in the sandbox (which pushes),
+    the grader's own build and run, then the registry criteria on what was pushed.
+
+    Returns the report and extra facts for the record (pushed image, infrastructure error).
+    """
+    from grader.checks import engine
+
+    report = _static_report(sub, opts.platforms)
+    extra: dict = {"pushed": [], "image": None, "infrastructure": None}
+    if opts.static_only:
+        return report, extra
+    namespace = "/".join(
+        p for p in (opts.namespace_prefix.strip("/"), engine.namespace_for(sub.student)) if p
+    )
+    eopts = engine.EngineOptions(
+        namespace=namespace,
+        registry=opts.registry,
+        limits=opts.limits,
+        build_timeout=opts.build_timeout,
+        run_timeout=opts.run_timeout,
+        work_root=opts.work_root,
+        log_dir=log_dir,
+    )
+    outcome = engine.run_engine_checks(sub.path, None, opts.platforms, _analysis(sub, opts), eopts)
+    results = {r.id: r for r in report.criteria}
+    results.update({r.id: r for r in outcome.results})
+    if outcome.infrastructure:
+        f = rules.ENGINE_UNAVAILABLE.finding(why=outcome.infrastructure)
+        for cid in (c.id for c in CRITERIA if c.needs == "registry"):
+            results[cid] = _error_result(cid, f)
+    else:
+        results.update({r.id: r for r in _registry_results(outcome.image, opts.platforms)})
+    report.criteria = [results[c.id] for c in CRITERIA if c.id in results]
+    extra.update(pushed=outcome.pushed, image=outcome.image, infrastructure=outcome.infrastructure)
+    return report, extra
+
+
+# --- the batch -------------------------------------------------------------------------
+
+
+def _fmt_secs(s: float) -> str:
+    s = int(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+class Batch:
+    def __init__(self, submissions_dir: Path, opts: BatchOptions):
+        self.root = Path(submissions_dir)
+        self.opts = opts
+        self.out = Path(opts.out)
+        self.say = opts.progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.summary = BatchSummary()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._started = 0.0
+        self._done_now = 0
+        self._errors = 0
+        self._interrupted = False
+
+    # -- infrastructure --
+
+    def _infra_problem(self) -> str | None:
+        if self.opts.static_only:
+            return None
+        from grader.checks.engine import infrastructure_problem
+        from grader.engine.config import settings
+
+        return infrastructure_problem(self.opts.registry or settings().registry_host)
+
+    def _wait_for_infra(self) -> bool:
+        """True when the engine and registry answer (waiting up to engine_wait s)."""
+        deadline = time.monotonic() + self.opts.engine_wait
+        told = False
+        while True:
+            why = self._infra_problem()
+            if why is None:
+                if told:
+                    self.say("grader batch: the engine answers again; continuing")
+                return True
+            if time.monotonic() >= deadline or self._stop.is_set():
+                self.summary.stopped = f"{why} (waited {self.opts.engine_wait:g} s)"
+                return False
+            if not told:
+                self.say(f"grader batch: {why}; waiting up to {self.opts.engine_wait:g} s")
+                told = True
+            time.sleep(2)
+
+    # -- one submission --
+
+    def _one(self, sub: Submission, fp: str) -> tuple[Submission, dict | None, str | None]:
+        if self._stop.is_set():
+            return sub, None, None
+        start = time.monotonic()
+        logs = self.out / "logs" / safe_name(sub.student)
+        try:
+            report, extra = grade(sub, self.opts, log_dir=logs)
+        except Exception as e:  # a grader bug: this submission is an error, the batch goes on
+            report = Report(submission=str(sub.path))
+            f = rules.ENGINE_UNAVAILABLE.finding(why=f"the grader failed: {type(e).__name__}: {e}")
+            report.criteria = [_error_result(c.id, f) for c in CRITERIA]
+            extra = {"infrastructure": f"grader failure: {e}"}
+        complete = all(c.status != "error" for c in report.criteria)
+        record = {
+            "student": sub.student,
+            "submission": str(sub.path),
+            "fingerprint": fp,
+            "settings": self.opts.settings_key(),
+            "complete": complete,
+            "graded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "seconds": round(time.monotonic() - start, 2),
+            **extra,
+            "report": report.to_dict(),
+        }
+        try:
+            atomic_write(report_path(self.out, sub.student), json.dumps(record, indent=2).encode())
+        except OSError as e:
+            return sub, record, f"{e.strerror or e}"
+        return sub, record, None
+
+    def _progress(self, sub: Submission, record: dict | None, write_error: str | None) -> None:
+        s = self.summary
+        self._done_now += 1
+        done = s.kept + self._done_now
+        elapsed = time.monotonic() - self._started
+        left = s.total - done
+        eta = elapsed / self._done_now * left if self._done_now else 0
+        if record is None:
+            what = "not graded (stopping)"
+        else:
+            rep = record["report"]
+            what = f"{rep['score']:g}/{rep['max_score']:g}"
+            if not record["complete"]:
+                what += " ERROR (regraded next run)"
+                self._errors += 1
+        if write_error:
+            what += f" NOT SAVED: {write_error}"
+        self.say(
+            f"[{done:>{len(str(s.total))}}/{s.total}] {sub.student:<20} {what:<16} "
+            f"({record['seconds'] if record else 0:.1f} s)  elapsed {_fmt_secs(elapsed)}  "
+            f"ETA {_fmt_secs(eta)}  errors {self._errors}"
+        )
+
+    # -- the run --
+
+    def run(self) -> BatchSummary:
+        start = time.monotonic()
+        self.out.mkdir(parents=True, exist_ok=True)
+        lock = open(self.out / ".lock", "a+")  # noqa: SIM115 - held for the whole run
+        try:
+            import fcntl
+
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self.summary.stopped = f"another grader batch is writing to {self.out}"
+                return self.summary
+            self._prepare_work_root()
+            subs = discover(self.root, self.opts.assignment)
+            self.summary.total = len(subs)
+            todo = self._todo(subs)
+            self.say(
+                f"grader batch: {len(subs)} submissions, {self.summary.kept} already graded, "
+                f"{len(todo)} to grade with {self.opts.workers} worker(s)"
+            )
+            self._started = time.monotonic()
+            pending = todo
+            try:
+                for attempt in range(1 + self.opts.retries):
+                    if not pending or self.summary.stopped:
+                        break
+                    if attempt:
+                        self.say(
+                            f"grader batch: retrying {len(pending)} with infrastructure errors"
+                        )
+                        if not self._wait_for_infra():
+                            break
+                    pending = self._pass(pending)
+            except KeyboardInterrupt:
+                self._interrupted = True
+                self._stop.set()
+                self.summary.stopped = "interrupted"
+                self._finish()
+                raise
+            self._finish()
+        finally:
+            self.summary.seconds = time.monotonic() - start
+            lock.close()
+        return self.summary
+
+    def _prepare_work_root(self) -> None:
+        from grader.sandbox.runner import default_work_root
+
+        if self.opts.work_root is None:
+            key = hashlib.sha256(str(self.out.resolve()).encode()).hexdigest()[:10]
+            self.opts.work_root = default_work_root() / f"batch-{key}"
+        # Leftovers of a crashed run of this batch (we hold its lock).
+        shutil.rmtree(self.opts.work_root, ignore_errors=True)
+        for tmp in (self.out / "reports").glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            from grader.sandbox.limits import remove_stale
+
+            remove_stale()
+
+    def _todo(self, subs: list[Submission]) -> list[tuple[Submission, str]]:
+        key = self.opts.settings_key()
+        todo = []
+        for sub in subs:
+            fp = fingerprint(sub.path)
+            if is_finished(load_record(report_path(self.out, sub.student)), fp, key):
+                self.summary.kept += 1
+            else:
+                todo.append((sub, fp))
+        return todo
+
+    def _pass(self, todo: list[tuple[Submission, str]]) -> list[tuple[Submission, str]]:
+        """Grade ``todo``; returns the ones that ended with infrastructure errors."""
+        retry: list[tuple[Submission, str]] = []
+        queue = list(todo)
+        running: dict[Future, tuple[Submission, str]] = {}
+        workers = max(1, self.opts.workers)
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grade")
+        try:
+            while queue or running:
+                while queue and len(running) < workers and not self._stop.is_set():
+                    item = queue.pop(0)
+                    running[pool.submit(self._one, *item)] = item
+                if not running:
+                    break
+                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for fut in done:
+                    item = running.pop(fut)
+                    _, record, write_error = fut.result()
+                    self._account(item, record, write_error, retry)
+        finally:
+            # On Ctrl-C, do not wait for running submissions: their reports are not written
+            # and they are graded again next run.
+            pool.shutdown(wait=not self._interrupted, cancel_futures=True)
+        return retry
+
+    def _account(self, item, record, write_error, retry) -> None:
+        sub = item[0]
+        self._progress(sub, record, write_error)
+        if record is None:
+            return
+        self.summary.graded += 1
+        if write_error:
+            self.summary.unsaved.append(sub.student)
+            if not self._stop.is_set():
+                self.summary.stopped = (
+                    f"cannot write results to {self.out}: {write_error}; "
+                    "free space and run the same command again"
+                )
+                self._stop.set()
+            return
+        if not record["complete"]:
+            retry.append(item)
+            if not self._stop.is_set() and not self._wait_for_infra():
+                self._stop.set()
+
+    def _finish(self) -> None:
+        s = self.summary
+        key = self.opts.settings_key()
+        s.incomplete = []
+        s.complete = 0
+        for sub in discover(self.root, self.opts.assignment):
+            rec = load_record(report_path(self.out, sub.student))
+            if rec and rec.get("complete") and rec.get("settings") == key:
+                s.complete += 1
+            else:
+                s.incomplete.append(sub.student)
+        try:
+            rows = write_grades_csv(self.out)
+            self.say(f"grader batch: grades.csv has {rows} rows")
+        except OSError as e:
+            err = e.strerror or str(e)
+            self.say(f"grader batch: cannot write grades.csv: {err}")
+            if not s.stopped:
+                s.stopped = f"cannot write results to {self.out}: {err}"
+        if s.stopped:
+            self.say(f"grader batch: stopped: {s.stopped}")
+        self.say(
+            f"grader batch: {s.complete}/{s.total} complete, {len(s.incomplete)} to regrade "
+            f"({', '.join(s.incomplete[:10])}{' ...' if len(s.incomplete) > 10 else ''}); "
+            f"{_fmt_secs(s.seconds or (time.monotonic() - self._started))}"
+            + ("; run the same command again to finish them" if s.incomplete else "")
+        )
+
+
+def run_batch(submissions_dir: Path, opts: BatchOptions) -> BatchSummary:
+    return Batch(submissions_dir, opts).run()
+
+
+# --- command line ----------------------------------------------------------------------
+
+
+def add_subparser(sub) -> None:
+    """``grader batch``: registered by grader.cli."""
+    p = sub.add_parser(
+        "batch",
+        help="grade every submission in a folder (resumable; one JSON report each + grades.csv)",
+    )
+    p.add_argument("submissions", metavar="SUBMISSIONS_DIR")
+    p.add_argument("--out", required=True, metavar="RESULTS_DIR")
+    p.add_argument("--workers", type=int, default=1, help="submissions graded at once")
+    p.add_argument("--platforms", default="linux/amd64,linux/arm64")
+    p.add_argument("--assignment", default="challenge",
+                   help="nbgrader layout: grade SUBMISSIONS_DIR/<student>/<assignment> when it "
+                   "exists (default: %(default)s)")  # fmt: skip
+    p.add_argument("--registry", help="grading registry host:port (default: the course's)")
+    p.add_argument("--namespace-prefix", default="",
+                   help="push images to REGISTRY/PREFIX/<student>/...")  # fmt: skip
+    p.add_argument("--static", action="store_true", help="static checks only (no engine)")
+    p.add_argument("--timeout", type=float, default=600, help="seconds per run of build.sh")
+    p.add_argument("--build-timeout", type=float, default=900)
+    p.add_argument("--run-timeout", type=float, default=120)
+    p.add_argument("--engine-wait", type=float, default=120,
+                   help="seconds to wait for a stopped engine or registry")  # fmt: skip
+    p.add_argument("--retries", type=int, default=1)
+    p.add_argument("--gradebook", metavar="DB_URL",
+                   help="also write the grades into this nbgrader gradebook "
+                   "(e.g. sqlite:///gradebook.db)")  # fmt: skip
+    p.set_defaults(func=cli)
+
+
+def cli(args) -> int:
+    from grader.checker import parse_platforms
+
+    root = Path(args.submissions)
+    if not root.is_dir():
+        print(f"grader batch: {root}: not a directory", file=sys.stderr)
+        return 2
+    try:
+        platforms = parse_platforms(args.platforms)
+    except ValueError as e:
+        print(f"grader batch: --platforms: {e}", file=sys.stderr)
+        return 2
+    opts = BatchOptions(
+        out=Path(args.out),
+        workers=max(1, args.workers),
+        platforms=platforms,
+        registry=args.registry,
+        namespace_prefix=args.namespace_prefix,
+        assignment=args.assignment or None,
+        static_only=args.static,
+        limits=Limits(seconds=args.timeout, command_seconds=args.timeout),
+        build_timeout=args.build_timeout,
+        run_timeout=args.run_timeout,
+        engine_wait=args.engine_wait,
+        retries=max(0, args.retries),
+    )
+    if not args.static:
+        from grader.sandbox import sandbox_problem
+
+        problem = sandbox_problem()
+        if problem:
+            print(f"grader batch: cannot run build.sh safely here: {problem}", file=sys.stderr)
+            return 2
+    try:
+        summary = run_batch(root, opts)
+    except KeyboardInterrupt:
+        print("grader batch: interrupted; finished reports are kept, run the same command "
+              "again to continue", file=sys.stderr)  # fmt: skip
+        sys.stderr.flush()
+        # Running gradings are abandoned (their sandboxes die with this process).
+        os._exit(130)
+    if args.gradebook and not summary.stopped:
+        from grader.gradebook import export
+
+        try:
+            n = export(opts.out, args.gradebook, assignment=opts.assignment or "challenge")
+        except Exception as e:
+            print(f"grader batch: gradebook export failed: {e}", file=sys.stderr)
+            return 3
+        print(f"grader batch: {n} grades written to {args.gradebook}", file=sys.stderr)
+    return summary.exit_code
