@@ -110,6 +110,25 @@ KNOWN_ERRORS: tuple[KnownError, ...] = (
         "Build with BuildKit: `docker buildx build`.",
     ),
     KnownError(
+        "buildkit-image-unavailable",
+        r"moby/buildkit[^\n]*(?:failed to resolve|no such host|failed to do request|not found"
+        r"|pull access denied|connection refused|i/o timeout)",
+        "The builder could not get its BuildKit image",
+        "A `docker-container` builder runs BuildKit from the `moby/buildkit` image, pulled at "
+        "its first bootstrap; this machine cannot reach the registry that serves it.",
+        "Build with the default `docker` builder (with the containerd image store it builds "
+        "several platforms), or bootstrap where Docker Hub is reachable "
+        "(`docker buildx inspect --bootstrap NAME`); remove the builder with `docker buildx rm`.",
+    ),
+    KnownError(
+        "cache-export-docker-driver",
+        r"Cache export is not supported for the docker driver",
+        "The docker driver cannot export a build cache here",
+        "`--cache-to` needs a `docker-container` builder or the containerd image store.",
+        "Turn on the containerd image store, or create a `docker-container` builder, or drop "
+        "`--cache-to` (keep `--cache-from`).",
+    ),
+    KnownError(
         "no-daemon",
         r"Cannot connect to the Docker daemon|Is the docker daemon running",
         "No Docker engine answers",
