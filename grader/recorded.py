@@ -292,7 +292,7 @@ def record_lab(
             "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
         }
         argv = [
-            sys.executable, "-m", "papermill", "--no-progress-bar", "--cwd", str(work),
+            sys.executable, "-m", "papermill", "--no-progress-bar", "-k", "python3", "--cwd", str(work),
             str(work / f"{lab}.ipynb"), str(executed),
         ]  # fmt: skip
         try:
