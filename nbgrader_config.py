@@ -10,7 +10,8 @@ See docs/instructors.md for the commands.
 import os
 from pathlib import Path
 
-from nbgrader.preprocessors import CSSHTMLHeaderPreprocessor, GetGrades
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+from nbgrader.preprocessors import GetGrades
 
 from grader.hidden_tests import StripHiddenTests
 

@@ -24,6 +24,10 @@ SOURCE = ROOT / "source"
 RELEASE = ROOT / "labs"
 
 
+class ConfigBroken(RuntimeError):
+    """nbgrader could not load the course's nbgrader_config.py."""
+
+
 def assignments(source: Path = SOURCE) -> list[str]:
     """Assignment ids: the folders of ``source/`` that hold a notebook."""
     return sorted(p.name for p in source.iterdir() if p.is_dir() and any(p.glob("*.ipynb")))
@@ -90,7 +94,7 @@ def release(
     for aid in ids:
         # --force replaces the released folder; remove it first so deleted files go too.
         shutil.rmtree(target / aid, ignore_errors=True)
-        proc.run(
+        done = proc.run(
             [
                 sys.executable,
                 "-m",
@@ -105,6 +109,9 @@ def release(
             cwd=ROOT,
             env=env,
         )
+        # nbgrader logs a broken nbgrader_config.py and carries on without it (exit 0).
+        if "Exception while loading config file" in done.stderr:
+            raise ConfigBroken(done.stderr.strip())
         for nb_path in sorted((target / aid).glob("*.ipynb")):
             clean(nb_path)  # nbgrader keeps cell metadata papermill may have added
     return ids
@@ -171,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as e:
         print(f"release-labs: {e}", file=sys.stderr)
         return 2
-    except proc.CommandError as e:
+    except (proc.CommandError, ConfigBroken) as e:
         print(f"release-labs: nbgrader failed: {e}", file=sys.stderr)
         return 1
     for aid in released:
