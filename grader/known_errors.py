@@ -129,6 +129,48 @@ KNOWN_ERRORS: tuple[KnownError, ...] = (
         "`--cache-to` (keep `--cache-from`).",
     ),
     KnownError(
+        "docker-tar-manifest-list",
+        r"docker exporter does not support exporting manifest lists",
+        "A `docker load` tarball cannot hold several platforms",
+        "`--output type=docker,dest=FILE` writes a `docker load` archive, which holds one "
+        "image per tag, so buildx refuses an index on any image store.",
+        "Write an OCI layout instead (`--output type=oci,dest=app.tar`), `--push`, or build "
+        "one platform per tarball.",
+    ),
+    KnownError(
+        "buildx-no-parallel",
+        r"unknown flag: --parallel",
+        "buildx has no --parallel flag",
+        "BuildKit always builds the platforms of one `--platform a,b` build in parallel; "
+        "the flag some guides show does not exist.",
+        "Drop `--parallel`: `docker buildx build --platform linux/amd64,linux/arm64 ...`.",
+    ),
+    KnownError(
+        "manifest-inspect-insecure",
+        r"no such manifest: (?:localhost|127\.|\[::1\])",
+        "`docker manifest` needs --insecure for a plain-HTTP registry",
+        "`docker manifest inspect` talks HTTPS unless told otherwise, even to a registry on "
+        "127.0.0.1, and reports the failure as a missing manifest.",
+        "Add `--insecure` (`docker manifest inspect --insecure 127.0.0.1:5000/app:1`), or use "
+        "`docker buildx imagetools inspect`, which reads such registries as they are.",
+    ),
+    KnownError(
+        "manifest-create-from-index",
+        r"(?m)^\S+ is a manifest list$",
+        "`docker manifest create` takes single-platform images only",
+        "A source tag is already an index: buildx pushes one even for a single platform when "
+        "it adds a provenance attestation (the default).",
+        "Assemble with `docker buildx imagetools create -t NEW SRC...` (it merges indexes), or "
+        "push the per-platform tags with `--provenance=false`.",
+    ),
+    KnownError(
+        "push-needs-tag",
+        r"tag is needed when pushing to registry",
+        "--push without a tag",
+        "`--push` sends the image to the registry named in the tag; there is none.",
+        "Add `-t REGISTRY/REPOSITORY:TAG` (e.g. `-t 127.0.0.1:5000/me/app:1`).",
+    ),
+    KnownError(
         "no-daemon",
         r"Cannot connect to the Docker daemon|Is the docker daemon running",
         "No Docker engine answers",
