@@ -286,10 +286,8 @@ class BuilderPanel:
                 button.disabled = True
         self._show_commands()
 
-    def _ipython_display_(self):  # pragma: no cover - display hook
-        from IPython.display import display
-
-        display(self.widget)
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
 
     def _show_commands(self) -> None:
         n = self.name.value.strip() or "NAME"

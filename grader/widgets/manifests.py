@@ -317,7 +317,6 @@ class ManifestExplorer:
         self.raw.add_class("mp-manifest-raw")
         self.node_buttons: dict[str, widgets.Button] = {}
         self.button.on_click(lambda _b: self.explore_async())
-        self.reference.on_submit(lambda _t: self.explore_async())
         self.widget = panel_box(
             [
                 widgets.HTML("<h4>Manifest explorer</h4>"),
