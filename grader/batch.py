@@ -462,6 +462,8 @@ class Batch:
                 raise
             self._finish()
         finally:
+            if self.opts.work_root is not None and not self._interrupted:
+                shutil.rmtree(self.opts.work_root, ignore_errors=True)
             self.summary.seconds = time.monotonic() - start
             lock.close()
         return self.summary

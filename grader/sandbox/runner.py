@@ -147,6 +147,16 @@ class Workspace:
         """Make the area and copy the submission in; returns findings about the copy."""
         self.work_root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.work_root, 0o711)
+        # bwrap runs as the run's uid: it must be able to pass through every parent folder.
+        for parent in self.work_root.resolve().parents:
+            if not os.stat(parent).st_mode & stat.S_IXOTH:
+                raise OSError(
+                    13,
+                    f"the sandbox's uid cannot enter {parent} (mode "
+                    f"{stat.S_IMODE(os.stat(parent).st_mode):o}); put the work folder under "
+                    "/tmp or make its parents world-searchable (chmod o+x)",
+                    str(self.work_root),
+                )
         self.dir.mkdir()
         os.chmod(self.dir, 0o711)
         for d in (self.home, self.docker_config, self.gate_dir / "bin", self.logs):
@@ -235,8 +245,11 @@ def copy_submission(src: Path, dst: Path) -> list[Finding]:
 
 def script_problem(script: Path) -> str | None:
     """Why build.sh cannot be run as a shell script, or None."""
-    if script.is_symlink() and not script.exists():
-        return "build.sh is a link to a file outside the submission"
+    if script.is_symlink():
+        real = os.path.realpath(script)
+        base = os.path.realpath(script.parent)
+        if not real.startswith(base + os.sep):
+            return "build.sh is a link to a file outside the submission"
     if not script.is_file():
         return "there is no build.sh"
     try:
@@ -336,8 +349,11 @@ def run_once(ws: Workspace, gate: Gate, limits: Limits, run: int, command: list[
     text, size = _read_tail(log)
     if helper.strip():
         text += "\n" + helper
+    # Without a cgroup the rlimits say it: the shell's own messages when they refuse.
     if not process_limited and re.search(r"fork: (retry|Resource temporarily)", text):
         process_limited = True
+    if cgroup is None and re.search(r"xmalloc: .*cannot allocate|Cannot allocate memory", text):
+        memory_limited = True
     if code is not None and code < 0:
         code = 128 - code
     return RunResult(
