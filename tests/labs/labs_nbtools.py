@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -48,18 +49,24 @@ def work_copy(src: Path, dest: Path, *, solution: bool) -> Path:
 def execute(nb_path: Path, cwd: Path, *, timeout: int = 1800) -> nbformat.NotebookNode:
     """Run a notebook top to bottom with papermill (cells tagged raises-exception may fail)."""
     import papermill
+    from papermill.exceptions import PapermillExecutionError
 
     out = nb_path.with_name(nb_path.stem + ".out.ipynb")
-    papermill.execute_notebook(
-        str(nb_path),
-        str(out),
-        cwd=str(cwd),
-        kernel_name="python3",
-        progress_bar=False,
-        execution_timeout=timeout,
-        log_output=False,
-    )
-    return nbformat.read(out, as_version=4)
+    # the output notebook holds every error; callers judge them with errors()
+    with contextlib.suppress(PapermillExecutionError):
+        papermill.execute_notebook(
+            str(nb_path),
+            str(out),
+            cwd=str(cwd),
+            kernel_name="python3",
+            progress_bar=False,
+            execution_timeout=timeout,
+            log_output=False,
+        )
+    nb = nbformat.read(out, as_version=4)
+    # papermill adds marker cells at the top and before the first error
+    nb.cells = [c for c in nb.cells if "papermill-error-cell-tag" not in c.metadata.get("tags", [])]
+    return nb
 
 
 def errors(nb: nbformat.NotebookNode) -> list[tuple[str, str, str, list[str]]]:
