@@ -200,19 +200,31 @@ def read_header(source: str | os.PathLike | BinaryIO) -> ElfHeader:
 
 
 def parse_shebang(data: bytes) -> Shebang | None:
-    """The ``#!`` line of a script as the kernel reads it, or None when there is none.
+    """The ``#!`` line of a script as Linux reads it (fs/binfmt_script.c), or None when the
+    kernel would refuse it (ENOEXEC).
 
-    Like Linux: only the first line counts, the interpreter ends at the first space or tab,
-    and everything after it (trimmed) is one single argument.
+    Only the first 256 bytes count. The interpreter ends at a space, tab or NUL; the rest,
+    trimmed of spaces and tabs, is one single argument. A carriage return is NOT trimmed: a
+    script saved with Windows line endings names ``/bin/sh\\r``, which does not exist
+    ("bad interpreter"). With no newline in the first 256 bytes and nothing ending the
+    interpreter, its path may be cut short, and the kernel refuses it.
     """
     if data[:2] != b"#!":
         return None
-    line = data[2:HEAD_SIZE].split(b"\n", 1)[0].strip(b" \t\r")
+    buf = data[:HEAD_SIZE]
+    newline = buf.find(b"\n")
+    line = buf[2:newline] if newline >= 0 else buf[2 : HEAD_SIZE - 1]
+    if newline < 0 and len(data) >= HEAD_SIZE:
+        start = line.lstrip(b" \t")
+        if not any(c in start for c in b" \t\0"):
+            return None
+    line = line.split(b"\0", 1)[0].rstrip(b" \t").lstrip(b" \t")
     if not line:
         return None
-    text = line.decode("utf-8", "replace")
-    interpreter, _, argument = text.replace("\t", " ").partition(" ")
-    return Shebang(interpreter, argument.strip() or None)
+    cut = min((i for i in (line.find(b" "), line.find(b"\t")) if i >= 0), default=len(line))
+    interpreter = line[:cut].decode("utf-8", "surrogateescape")
+    argument = line[cut:].lstrip(b" \t").decode("utf-8", "surrogateescape")
+    return Shebang(interpreter, argument or None)
 
 
 def identify(data: bytes) -> ElfHeader | Shebang | None:

@@ -622,7 +622,13 @@ def find_program(fs: ImageFilesystem, config: dict) -> Program:
             raise ImageFileError(
                 "interpreter-loop", f"more than {MAX_INTERPRETERS} nested #! interpreters"
             )
-        current = fs.resolve(shebang.interpreter, workdir)
+        try:
+            current = fs.resolve(shebang.interpreter, workdir)
+        except ImageFileError as e:
+            why = f"{current.path} starts with #!{shebang.interpreter!r}: {e}"
+            if shebang.interpreter.endswith("\r"):
+                why += " (the #! line ends in \\r: the script has Windows line endings)"
+            raise ImageFileError(e.kind, why) from None
         interpreters.append(current)
     return Program(tuple(argv), found, tuple(interpreters))
 

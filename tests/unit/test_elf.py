@@ -146,7 +146,10 @@ def test_broken_headers_are_clear_errors(data, why):
         (b"#!/bin/sh\necho hi\n", elf.Shebang("/bin/sh")),
         (b"#! /bin/sh -e\n", elf.Shebang("/bin/sh", "-e")),
         (b"#!/usr/bin/env python3 -u -B\n", elf.Shebang("/usr/bin/env", "python3 -u -B")),
-        (b"#!/bin/bash\r\n", elf.Shebang("/bin/bash")),
+        (b"#!/bin/bash\r\n", elf.Shebang("/bin/bash\r")),  # "bad interpreter"
+        (b"#!/bin/sh -e\r\n", elf.Shebang("/bin/sh", "-e\r")),
+        (b"#!/bin/sh\0junk\n", elf.Shebang("/bin/sh")),
+        (b"#!  \t \n", None),
         (b"#!\t/bin/ash\t-x\n", elf.Shebang("/bin/ash", "-x")),
         (b"#!/bin/sh", elf.Shebang("/bin/sh")),
         (b"#!\n", None),
@@ -159,6 +162,11 @@ def test_shebang_lines_as_the_kernel_splits_them(data, expected):
     assert elf.identify(data) == expected
 
 
-def test_a_shebang_longer_than_the_kernel_reads_is_cut_at_256_bytes():
-    data = b"#!/" + b"a" * 400 + b"\n"
-    assert len(elf.parse_shebang(data).interpreter) == 256 - 2
+def test_an_interpreter_path_cut_at_256_bytes_is_refused():
+    # No newline and nothing ending the path within the 256 bytes the kernel reads: ENOEXEC.
+    assert elf.parse_shebang(b"#!/" + b"a" * 400 + b"\n") is None
+    # A long argument is fine: only the interpreter must be whole.
+    long_arg = elf.parse_shebang(b"#!/bin/sh " + b"x" * 400 + b"\n")
+    assert long_arg.interpreter == "/bin/sh" and len(long_arg.argument) == 256 - 1 - 10
+    # A short file with no newline at all is complete (the kernel pads it with NULs).
+    assert elf.parse_shebang(b"#!/bin/sh") == elf.Shebang("/bin/sh")

@@ -12,12 +12,20 @@ or an HTTP status code.
 from __future__ import annotations
 
 import base64
+import copy
+import gzip
 import hashlib
+import io
 import json
+import tarfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import urlsplit
+
+#: Images captured from real buildx builds (tests/fixtures/manifests/capture.py).
+FIXTURES = Path(__file__).parent / "fixtures" / "manifests"
 
 
 def digest_of(data: bytes) -> str:
@@ -239,9 +247,7 @@ class FakeRegistry:
 def load_fixture(registry: FakeRegistry, scenario: str, repo: str, tag: str = "latest") -> str:
     """Serve a captured fixture (tests/fixtures/manifests/<scenario>) byte for byte under
     ``repo:tag``; returns the reference."""
-    from pathlib import Path
-
-    root = Path(__file__).parents[1] / "fixtures" / "manifests" / scenario
+    root = FIXTURES / scenario
     meta = json.loads((root / "meta.json").read_text())
     for path in (root / "manifests").iterdir():
         digest = f"sha256:{path.name}"
@@ -252,4 +258,97 @@ def load_fixture(registry: FakeRegistry, scenario: str, repo: str, tag: str = "l
         )
     for path in (root / "blobs").iterdir():
         registry.add_blob(repo, path.read_bytes())
+    return registry.ref(repo, tag)
+
+
+def tar_layer(files: dict[str, bytes | str]) -> bytes:
+    """A gzip layer holding ``files`` (path -> content), executables, parents included."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        dirs: set[str] = set()
+        for path, content in files.items():
+            name = path.strip("/")
+            parts = name.split("/")[:-1]
+            for i in range(len(parts)):
+                parent = "/".join(parts[: i + 1])
+                if parent not in dirs:
+                    dirs.add(parent)
+                    info = tarfile.TarInfo(parent)
+                    info.type, info.mode = tarfile.DIRTYPE, 0o755
+                    tar.addfile(info)
+            data = content.encode() if isinstance(content, str) else content
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o755
+            tar.addfile(info, io.BytesIO(data))
+    return gzip.compress(buf.getvalue(), mtime=0)
+
+
+def derive(
+    registry: FakeRegistry,
+    scenario: str,
+    repo: str,
+    tag: str = "latest",
+    *,
+    config: dict | None = None,
+    layer: dict[str, bytes | str] | None = None,
+    index=None,
+) -> str:
+    """Serve a captured fixture changed the way a hand-made image would be: ``config``
+    merged into every image config's ``config`` section (None deletes a key), ``layer`` added
+    on top of every image, ``index`` a function editing the index JSON. Digests and sizes
+    are recomputed, attestations re-pointed; returns the reference."""
+    load_fixture(registry, scenario, repo, tag="original")
+    meta = json.loads((FIXTURES / scenario / "meta.json").read_text())
+    top = json.loads((FIXTURES / scenario / "manifests" / meta["top"].split(":")[1]).read_bytes())
+
+    def rewrite(manifest: dict) -> dict:
+        manifest = copy.deepcopy(manifest)
+        if config is not None:
+            cfg = json.loads(registry.blobs[(repo, manifest["config"]["digest"])])
+            section = cfg.setdefault("config", {})
+            for key, value in config.items():
+                if value is None:
+                    section.pop(key, None)
+                else:
+                    section[key] = value
+            body = json.dumps(cfg).encode()
+            manifest["config"] = {
+                **manifest["config"],
+                "digest": registry.add_blob(repo, body),
+                "size": len(body),
+            }
+        if layer is not None:
+            blob = tar_layer(layer)
+            media_type = manifest["layers"][0]["mediaType"].replace("+zstd", "+gzip")
+            manifest["layers"] = [
+                *manifest["layers"],
+                {"mediaType": media_type, "digest": registry.add_blob(repo, blob),
+                 "size": len(blob)},
+            ]  # fmt: skip
+        return manifest
+
+    def publish(manifest: dict) -> tuple[str, int]:
+        body = json.dumps(manifest, indent=2).encode()
+        return registry.add_manifest(repo, body, manifest["mediaType"]), len(body)
+
+    if "manifests" not in top:
+        digest, _ = publish(rewrite(top))
+        registry.manifests[(repo, tag)] = registry.manifests[(repo, digest)]
+        return registry.ref(repo, tag)
+    moved: dict[str, tuple[str, int]] = {}
+    for entry in top["manifests"]:
+        annotations = entry.get("annotations", {})
+        if annotations.get("vnd.docker.reference.type") == "attestation-manifest":
+            continue
+        child = json.loads(registry.manifests[(repo, entry["digest"])][1])
+        moved[entry["digest"]] = publish(rewrite(child))
+    for entry in top["manifests"]:
+        if entry["digest"] in moved:
+            entry["digest"], entry["size"] = moved[entry["digest"]]
+        ref = entry.get("annotations", {}).get("vnd.docker.reference.digest")
+        if ref in moved:
+            entry["annotations"]["vnd.docker.reference.digest"] = moved[ref][0]
+    if index is not None:
+        top = index(top)
+    registry.add_manifest(repo, json.dumps(top, indent=2).encode(), top["mediaType"], tag)
     return registry.ref(repo, tag)
