@@ -57,6 +57,7 @@ class EngineOutcome:
     image: str | None = None  # the image `runs` started
     sandbox: SandboxOutcome | None = None
     infrastructure: str | None = None  # why the grading machine failed, if it did
+    label: str = ""  # this check's id: container label grader.sandbox=<label>, name prefix
 
 
 @dataclass
@@ -386,7 +387,7 @@ def run_engine_checks(
          if f.rule == rules.ENGINE_UNAVAILABLE.id),
         None,
     )  # fmt: skip
-    return EngineOutcome(results, list(sandbox.pushed), chosen, sandbox, infra)
+    return EngineOutcome(results, list(sandbox.pushed), chosen, sandbox, infra, label)
 
 
 def check_engine(
