@@ -217,3 +217,11 @@ def test_fresh_venv_from_the_pip_section_runs_postbuild_and_imports_what_labs_im
         course_id.search(student.read_text())[1]
         == course_id.search((ROOT / "nbgrader_config.py").read_text())[1]
     ), "the student config names the instructor's course"
+
+
+def test_readme_binder_link_opens_the_welcome_lab():
+    links = re.findall(r"https://mybinder\.org/v2/gh/[^)\s`]+", (ROOT / "README.md").read_text())
+    assert links, "README.md has a Binder link"
+    for link in links:
+        assert link.endswith("?urlpath=lab/tree/labs/00-welcome/00-welcome.ipynb"), link
+    assert (ROOT / "labs/00-welcome/00-welcome.ipynb").is_file()
