@@ -13,7 +13,8 @@ Case keys (besides ``name``, ``expect``, ``status``):
 - ``layer``: ``{path: content}`` added as a new top layer to every image;
 - ``index_edit``: ``entry-without-platform``, ``duplicate``, ``attestations-only``,
   ``nested``, ``arm64-variant-v8``;
-- ``fault``: ``{index|configs|layers: hang|garbage|wrong-digest|huge|<HTTP status>}``;
+- ``fault``: ``{index|manifests|configs|layers: hang|garbage|wrong-digest|huge|<HTTP
+  status>}`` (``manifests``: the platform manifests the index points at);
 - ``delete``: ``configs`` or ``layers`` (blobs gone from the registry).
 """
 
@@ -117,6 +118,11 @@ def _serve(registry: FakeRegistry, case: dict) -> str:
     for target, fault in case.get("fault", {}).items():
         if target == "index":
             registry.faults["/manifests/latest"] = fault
+        elif target == "manifests":
+            top = registry.manifests[(REPO, "latest")]
+            for (_, name), served in list(registry.manifests.items()):
+                if name.startswith("sha256:") and served != top:
+                    registry.faults[f"/manifests/{name}"] = fault
         else:
             for _, digest in _blob_keys(registry, target):
                 registry.faults[f"/blobs/{digest}"] = fault
