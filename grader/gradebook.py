@@ -68,11 +68,11 @@ def export(
     from nbgrader.api import Grade, Gradebook, MissingEntry, SubmittedNotebook
 
     _alembic_on_path()
-    # nbgrader's own add_submission trips this SQLAlchemy warning; it is harmless.
-    warnings.filterwarnings("ignore", message=r"Object of type <SubmittedNotebook> not in session")
     records = [r for r in _records(Path(results)) if r.get("complete")]
     students_csv(Path(results))
-    with Gradebook(db_url) as gb:
+    with warnings.catch_warnings(), Gradebook(db_url) as gb:
+        # nbgrader's own add_submission trips SQLAlchemy's "not in session" warning.
+        warnings.filterwarnings("ignore", message=r"Object of type <Submitted\w+> not in session")
         gb.update_or_create_assignment(assignment)
         gb.update_or_create_notebook(notebook, assignment)
         for c in CRITERIA:

@@ -150,11 +150,12 @@ def _idempotent(outcome: SandboxOutcome, registry: str) -> CriterionResult:
 
 # --- build -----------------------------------------------------------------------------
 
-_INSECURE = re.compile(r"--(security\s*=\s*insecure|network\s*=\s*host)\b", re.IGNORECASE)
+_INSECURE = re.compile(r"--(security=insecure|network=host)", re.IGNORECASE)
 
 
 def insecure_run_flag(dockerfile_text: str) -> tuple[int, str] | None:
-    """(line, flag) of the first RUN using --security=insecure or --network=host."""
+    """(line, flag) of the first RUN whose own flags (before the command) include
+    --security=insecure or --network=host; continuation lines are joined first."""
     logical, start = "", 0
     for n, line in enumerate(dockerfile_text.splitlines(), 1):
         if not logical:
@@ -164,14 +165,16 @@ def insecure_run_flag(dockerfile_text: str) -> tuple[int, str] | None:
             logical += stripped[:-1] + " "
             continue
         logical += stripped
-        m = re.match(r"\s*RUN\b(.*)", logical, re.IGNORECASE)
-        if m:
-            flags = re.findall(r"--[\w-]+\s*=\s*\S+", m.group(1).split(" -- ")[0])
-            for flag in flags:
-                hit = _INSECURE.search(flag)
-                if hit:
-                    return start, hit.group(0)
+        m = re.match(r"\s*RUN\s+(.*)", logical, re.IGNORECASE)
         logical = ""
+        if not m:
+            continue
+        for token in m.group(1).split():
+            if not token.startswith("--"):
+                break  # the command starts: its own arguments are not RUN flags
+            hit = _INSECURE.fullmatch(token)
+            if hit:
+                return start, token
     return None
 
 
