@@ -54,6 +54,7 @@ CSS = """
 .mp-lane-summary { color: #57606a; margin-left: 8px; }
 .mp-steps { border-collapse: collapse; width: 100%; }
 .mp-step td { padding: 1px 6px; font-size: 12px; vertical-align: top; }
+.mp-step-state { white-space: nowrap; }
 .mp-step-label { font-family: var(--jp-code-font-family, monospace); word-break: break-all; }
 .mp-step-duration { text-align: right; white-space: nowrap; }
 .mp-step--error .mp-step-label { color: #cf222e; }

@@ -150,7 +150,7 @@ def _draw_gantt(ax, rows: list[ChartRow], title: str) -> None:
     ax.set_xlabel("seconds since the first step started", fontsize=8)
     ax.tick_params(axis="x", labelsize=8)
     right = max(r.start + r.duration for r in rows)
-    ax.set_xlim(0, right * 1.18 + 0.05)
+    ax.set_xlim(-0.01 * right - 0.01, right * 1.18 + 0.05)
 
 
 def _draw_totals(ax, progress: BuildProgress) -> None:
