@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tarfile
 import time
 import urllib.request
 import uuid
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from grader import proc
 from grader.registry import MEDIA_DOCKER_LIST, RegistryClient
 from grader.widgets import BinfmtPanel, BuilderPanel, BuildPanel, ManifestExplorer
 from grader.widgets.builders import Builders
@@ -235,3 +237,52 @@ def test_binfmt_panel_lists_emulators_and_verifies_arm64():
     assert panel.plan.method == "nothing" and panel.install_button.disabled
     assert panel.verify() == {"linux/arm64": "aarch64"}
     assert 'data-ok="1"' in panel.result.value
+
+
+@pytest.mark.qemu
+def test_load_one_platform_into_the_engine(tmp_path, registry_host):
+    (tmp_path / "Dockerfile").write_text(DOCKERFILE.format(nonce=uuid.uuid4().hex))
+    tag = f"{registry_host}/t-widgets/{unique('load')}:v1"
+    panel = BuildPanel(
+        context=str(tmp_path), tag=tag, output="load", platforms=["linux/amd64", "linux/arm64"]
+    )
+    assert "one platform per tag" in panel.problems.value and panel.build_button.disabled
+    panel.set_options(platforms=("linux/arm64",))
+    assert panel.problems.value == "" and "--load" in panel.command.value
+    try:
+        run = panel.build(wait=True)
+        assert run.state == "succeeded", panel.explanation.value
+        assert list(panel.lane_summary()) == ["linux/arm64", "shared"]
+        done = proc.run(
+            ["docker", "image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", tag], timeout=60
+        )
+        assert done.stdout.strip() == "linux/arm64"
+        out = proc.run(["docker", "run", "--rm", "--platform", "linux/arm64", tag], timeout=120)
+        assert "built for linux/arm64 on aarch64" in out.stdout
+    finally:
+        proc.run(["docker", "image", "rm", "-f", tag], timeout=60, check=False)
+
+
+def test_oci_tarball_with_a_registry_cache(tmp_path, registry_host):
+    (tmp_path / "Dockerfile").write_text(DOCKERFILE.format(nonce=uuid.uuid4().hex))
+    repo = f"{registry_host}/t-widgets/{unique('oci')}"
+    dest = tmp_path / "image.oci.tar"
+    panel = BuildPanel(
+        context=str(tmp_path),
+        tag=f"{repo}:v1",
+        output="oci",
+        oci_dest=str(dest),
+        registry_cache=True,
+    )
+    assert f"type=registry,ref={repo}:buildcache,mode=max" in panel.command.value
+    run = panel.build(wait=True)
+    assert run.state == "succeeded", panel.explanation.value
+    with tarfile.open(dest) as tar:
+        index = json.load(tar.extractfile("index.json"))
+        (top,) = index["manifests"]
+        inner = json.load(tar.extractfile(f"blobs/sha256/{top['digest'].split(':')[1]}"))
+    platforms = sorted(
+        f"{m['platform']['os']}/{m['platform']['architecture']}" for m in inner["manifests"]
+    )
+    assert platforms == ["linux/amd64", "linux/arm64"]
+    assert RegistryClient().exists(f"{repo}:buildcache")
