@@ -17,7 +17,7 @@ from pathlib import Path
 
 from grader.criteria import BY_ID, CRITERIA
 from grader.report import CriterionResult, Finding, Report
-from grader.submission import SubmissionUnreadable, open_root
+from grader.submission import FileText, SubmissionUnreadable, open_root
 
 DEFAULT_PLATFORMS = ("linux/amd64", "linux/arm64")
 
@@ -56,8 +56,13 @@ def check(
 
     root = open_root(path)
     wanted = parse_platforms(platforms)
-    analysis = static_checks.analyse(root, wanted)
-    results: dict[str, CriterionResult] = {c.id: c for c in static_checks.evaluate(analysis)}
+    try:
+        analysis = static_checks.analyse(root, wanted)
+        results = {c.id: c for c in static_checks.evaluate(analysis)}
+    except Exception as e:  # a grader bug must be an `error` with a reason, not a traceback
+        analysis = static_checks.StaticAnalysis(root=root, platforms=wanted,
+                                                build_sh=FileText("build.sh"))  # fmt: skip
+        results = {cid: static_checks.crashed(cid, e) for cid in static_checks.STATIC_CRITERIA}
     later = [c.id for c in CRITERIA if c.needs != "static"]
     if static:
         for cid in later:

@@ -106,6 +106,9 @@ class ParseResult:
 def parse(text: str, *, use_bashlex: bool = True) -> ParseResult:
     """Parse a shell script; bashlex first, the tolerant parser when bashlex fails."""
     bashlex_error = None
+    if use_bashlex and _nesting(text) > MAX_BASHLEX_NESTING:
+        use_bashlex = False
+        bashlex_error = f"brackets nested more than {MAX_BASHLEX_NESTING} deep"
     if use_bashlex:
         try:
             return ParseResult(_from_bashlex(text), "bashlex")
@@ -116,6 +119,21 @@ def parse(text: str, *, use_bashlex: bool = True) -> ParseResult:
     parser = _Parser(text)
     tree = parser.parse()
     return ParseResult(tree, "tolerant", bashlex_error, parser.error)
+
+
+# bashlex slows down steeply on deeply nested $( ( { : past this, only the tolerant parser runs.
+MAX_BASHLEX_NESTING = 12
+
+
+def _nesting(text: str) -> int:
+    depth = deepest = 0
+    for c in text:
+        if c in "({":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in ")}" and depth:
+            depth -= 1
+    return deepest
 
 
 def walk_commands(node: Node) -> Iterator[Command]:
@@ -790,13 +808,15 @@ _IFS = re.compile(r"[ \t\n]+")
 _FIELD_BREAK = "\x1f"  # between the elements of "${ARR[@]}" until fields are split
 
 
-def expand(raw: str, lookup: Lookup, *, start: int = 0, split: bool = True) -> Expansion:
+def expand(
+    raw: str, lookup: Lookup, *, start: int = 0, split: bool = True, _depth: int = 0
+) -> Expansion:
     """Expand one raw word: quotes, escapes, ``$X``, ``${X:-default}`` and friends.
 
     ``lookup(name)`` returns a Value, a list of Values (an array), or None when unset.
     Command substitutions are never run: their value is unknown, their body is returned.
     """
-    ex = _Expander(raw, lookup, start)
+    ex = _Expander(raw, lookup, start, _depth)
     segments = ex.run()
     fields: list[Value] = []
     cur_text: list[str] = []
@@ -830,7 +850,10 @@ def expand(raw: str, lookup: Lookup, *, start: int = 0, split: bool = True) -> E
 
 
 class _Expander:
-    def __init__(self, raw: str, lookup: Lookup, start: int):
+    MAX_DEPTH = 32  # ${A:-${B:-${C:-...}}} nesting
+
+    def __init__(self, raw: str, lookup: Lookup, start: int, depth: int = 0):
+        self.depth = depth
         self.s = raw
         self.lookup = lookup
         self.start = start
@@ -1022,7 +1045,9 @@ class _Expander:
         return placeholder, (name,)
 
     def _word(self, raw: str) -> Value:
-        sub = expand(raw, self.lookup, split=False)
+        if self.depth >= self.MAX_DEPTH:
+            return Value("${...}", ("${...}",))
+        sub = expand(raw, self.lookup, split=False, _depth=self.depth + 1)
         self.substitutions.extend(sub.substitutions)
         return sub.value if sub.fields else Value("")
 

@@ -137,7 +137,22 @@ def evaluate(a: StaticAnalysis) -> list[CriterionResult]:
         "builder": _builder,
         "cross-compile": crosscompile.check,
     }
-    return [result(cid, checks[cid](a)) for cid in STATIC_CRITERIA]
+    out = []
+    for cid in STATIC_CRITERIA:
+        try:
+            out.append(result(cid, checks[cid](a)))
+        except Exception as e:  # a grader bug must be an `error` with a reason, not a traceback
+            out.append(crashed(cid, e))
+    return out
+
+
+def crashed(cid: str, e: BaseException) -> CriterionResult:
+    from grader.rules import grader as gr
+
+    f = emit(gr.CHECK_CRASHED, None, None, check="static", detail=f"{type(e).__name__}: {e}")
+    c = BY_ID[cid]
+    return CriterionResult(id=cid, title=c.title, status="error", points=0.0,
+                           max_points=float(c.points), findings=[f])  # fmt: skip
 
 
 def result(cid: str, findings: list[Finding]) -> CriterionResult:
@@ -182,7 +197,7 @@ def _buildx(a: StaticAnalysis) -> list[Finding]:
         line, detail = syntax
         out.append(emit(bs.SHELL_SYNTAX_ERROR, BUILD_SH, line, detail=detail))
     elif s.parser == "tolerant":
-        detail = (s.bashlex_error or "unknown reason").splitlines()[0][:120]
+        detail = _bashlex_reason(s.bashlex_error or "")
         out.append(emit(bs.SHELL_PARSE_FALLBACK, BUILD_SH, None, detail=detail))
     seen_notes = set()
     for n in s.notes:
@@ -203,6 +218,20 @@ def _buildx(a: StaticAnalysis) -> list[Finding]:
             names = ", ".join(v.text.replace("${", "$").rstrip("}") for v in b.opaque)
             out.append(emit(bs.OPAQUE_BUILD_ARGS, BUILD_SH, b.line, line=b.line, names=names))
     return out
+
+
+def _bashlex_reason(error: str) -> str:
+    """bashlex's error in words a learner understands."""
+    if "pattern" in error:
+        return "it does not support `case`"
+    if "arithmetic" in error:
+        return "it does not support `$(( ))`"
+    if "[[" in error or "'-" in error:
+        return "it does not support `[[ ]]`"
+    if "'('" in error:
+        return "it does not support arrays"
+    first = error.splitlines()[0] if error else "unknown reason"
+    return first.replace("{", "(").replace("}", ")")[:120]
 
 
 def _bash_syntax_error(a: StaticAnalysis) -> tuple[int | None, str] | None:

@@ -27,11 +27,11 @@ BUILD_SCRIPT_MISSING = register(Rule(
 BUILD_SCRIPT_UNREADABLE = register(Rule(
     id="BS102", name="build-script-unreadable", criterion="buildx", severity="error",
     message="build.sh cannot be read as a shell script: {reason}",
-    hint="build.sh must be a UTF-8 text file (at most 256 KB) inside the submission folder.",
+    hint="build.sh must be a UTF-8 text file (at most 64 KB) inside the submission folder.",
     anti_pattern="ln -s /etc/passwd build.sh     # a link out of the submission\n"
                  "cp build.docx build.sh         # binary content",
     best_practice=_GOOD,
-    doc="Empty, binary (NUL bytes), non-UTF-8, oversized (> 256 KB) files, directories and "
+    doc="Empty, binary (NUL bytes), non-UTF-8, oversized (> 64 KB) files, directories and "
         "symbolic links that leave the submission folder are refused without being followed.",
 ))  # fmt: skip
 

@@ -185,7 +185,7 @@ BUILD_ARCH_PROBE = register(Rule(
 ))  # fmt: skip
 
 INSECURE_RUN = register(Rule(
-    id="DF220", name="insecure-run", criterion="cross-compile", severity="warning",
+    id="DF220", name="insecure-run-flag", criterion="cross-compile", severity="warning",
     message="RUN {flag} needs an entitlement (`--allow`) and weakens the build's "
             "isolation",
     hint="Drop the flag; a build that needs it will not run on a default builder.",

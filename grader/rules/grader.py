@@ -17,7 +17,7 @@ CHECK_UNAVAILABLE = register(Rule(
 ))  # fmt: skip
 
 NO_IMAGE = register(Rule(
-    id="GR002", name="no-image", criterion=ANY_CRITERION, severity="error",
+    id="GR002", name="image-unknown", criterion=ANY_CRITERION, severity="error",
     message="no image to check: {detail}",
     hint="Pass `--image REF`, or give the pushed tag a default in build.sh "
          '(`IMAGE="${IMAGE:-127.0.0.1:5000/challenge/app:latest}"`).',

@@ -1,0 +1,101 @@
+"""`grader.check(path, ...)`, the Python API nbgrader cells use: same model as the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from submission_kit import materialise
+
+import grader
+from grader import checker
+from grader.criteria import CRITERIA
+from grader.report import CriterionResult, Report
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "submissions"
+
+
+def test_static_report_model() -> None:
+    report = grader.check(FIXTURES / "solution-c-cross", static=True)
+    assert isinstance(report, Report)
+    assert report.passed  # skipped criteria are not evaluated
+    assert report.score == 7 and report.max_score == sum(c.points for c in CRITERIA)
+    assert report.criterion("cross-compile").points == 2
+    assert json.loads(report.to_json())["criteria"][0]["id"] == "buildx"
+
+
+def test_accepts_str_paths_and_platform_strings() -> None:
+    report = grader.check(str(FIXTURES / "missing-platform"), static=True,
+                          platforms="linux/arm64/v8")  # fmt: skip
+    assert report.criterion("platforms").status == "pass"
+
+
+def test_bad_platforms_raise_value_error() -> None:
+    with pytest.raises(ValueError):
+        grader.check(FIXTURES / "starter", static=True, platforms=["arm64"])
+
+
+def test_unreadable_submission_raises_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(checker.SubmissionUnreadable, match="no such directory"):
+        grader.check(tmp_path / "nope", static=True)
+
+
+def test_registry_and_engine_checks_are_called_with_the_pushed_tag(monkeypatch) -> None:
+    calls = {}
+
+    def fake_check_image(ref, platforms, client):
+        calls["registry"] = (ref, platforms, client)
+        return [CriterionResult("manifest", "t", "pass", 1.0, 1.0),
+                CriterionResult("image-arch", "t", "fail", 0.0, 1.0)]  # fmt: skip
+
+    def fake_check_engine(submission, image, platforms, info):
+        calls["engine"] = (submission, image, platforms, info)
+        return [CriterionResult(c, "t", "pass", 1.0, 1.0) for c in ("build", "runs", "idempotent")]
+
+    fns = {"registry": fake_check_image, "engine": fake_check_engine}
+    monkeypatch.setattr(checker, "_load", lambda module, func: fns[module])
+    client = object()
+    report = grader.check(FIXTURES / "solution-c-cross", registry_client=client)
+    ref, platforms, got_client = calls["registry"]
+    assert ref == "127.0.0.1:5000/challenge/hello:latest"
+    assert platforms == ("linux/amd64", "linux/arm64") and got_client is client
+    submission, image, _, info = calls["engine"]
+    assert Path(submission) == FIXTURES / "solution-c-cross" and image == ref
+    assert info.dockerfile == "Dockerfile" and info.context == "."
+    assert report.criterion("image-arch").status == "fail"
+    assert report.score == 7 + 4 and not report.passed
+
+
+def test_image_argument_overrides_the_static_tag(monkeypatch) -> None:
+    seen = []
+    monkeypatch.setattr(
+        checker,
+        "_load",
+        lambda module, func: lambda *a: seen.append(a[0] if module == "registry" else a[1]) or [],
+    )
+    report = grader.check(FIXTURES / "solution-go", image="127.0.0.1:5000/x/y:1")
+    assert seen == ["127.0.0.1:5000/x/y:1", "127.0.0.1:5000/x/y:1"]
+    # the stubs returned nothing: those criteria are errors, never passes
+    assert {report.criterion(c).status for c in ("manifest", "build")} == {"error"}
+
+
+def test_the_real_check_modules_are_found_by_name() -> None:
+    """The contract with grader.checks.registry / grader.checks.engine: names and arity."""
+    for module, func in (("registry", "check_image"), ("engine", "check_engine")):
+        fn = checker._load(module, func)
+        assert callable(fn), fn
+
+
+def test_dockerfile_and_context_follow_build_sh(tmp_path: Path) -> None:
+    root = materialise(tmp_path, {
+        "Dockerfile": None,
+        "build.sh": "cd app\ndocker buildx build --builder default -f ../docker/app.Dockerfile "
+                    "--platform linux/amd64,linux/arm64 --provenance=false --push -t r/a src\n",
+        "docker/app.Dockerfile": "FROM busybox:latest\n",
+    })  # fmt: skip
+    from grader.checks import static
+
+    a = static.analyse(root, ("linux/amd64", "linux/arm64"))
+    assert a.dockerfile == "docker/app.Dockerfile" and a.context == "app/src"
+    assert grader.check(root, static=True).criterion("cross-compile").status == "pass"

@@ -1,0 +1,80 @@
+"""The rule catalogue's contract, for every rule module (BS, DF, GR here; MF, RN and any
+later ones too).
+
+Every rule registered in ``grader.rules.all_rules()`` must have:
+
+- docs: an id like ``BS150`` (two capitals, three digits), a kebab-case name, a criterion
+  from ``grader.criteria`` (or ``*`` for grader-level rules), a severity, a message, a hint
+  (errors and warnings; an info finding may have none), an anti-pattern and a
+  best-practice example (docs/rules.md is generated from these);
+- cases: ``tests/rules/cases/<ID>.yaml`` with ``rule: <ID>``, at least one case with
+  ``expect: fail`` (the rule fires) and one with ``expect: pass`` (it stays silent). The
+  file's ``kind`` (default ``static``) says who runs the cases: ``static`` and ``checker``
+  run in tests/checks/test_rule_cases.py; for any other kind (``manifest``, ``run``...)
+  the owning module adds ``tests/checks/test_rule_cases_<kind>.py``, which must exist.
+
+A rule without cases or docs fails here by name; so does a case file for no rule.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from grader.criteria import BY_ID
+from grader.rules import all_rules
+
+HERE = Path(__file__).resolve().parent
+CASES_DIR = HERE.parent / "rules" / "cases"
+RULES = all_rules()
+OWN_KINDS = ("static", "checker")
+
+
+def _case_file(rule_id: str) -> dict | None:
+    path = CASES_DIR / f"{rule_id}.yaml"
+    return yaml.safe_load(path.read_text()) if path.exists() else None
+
+
+@pytest.mark.parametrize("rule_id", sorted(RULES))
+def test_rule_has_docs(rule_id: str) -> None:
+    r = RULES[rule_id]
+    assert re.fullmatch(r"[A-Z]{2}\d{3}", r.id)
+    assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", r.name), r.name
+    assert r.criterion in BY_ID or r.criterion == "*", r.criterion
+    assert r.severity in ("error", "warning", "info")
+    for part in ("message", "anti_pattern", "best_practice"):
+        assert getattr(r, part).strip(), f"{rule_id} has no {part}"
+    if r.severity != "info":
+        assert r.hint.strip(), f"{rule_id}: an error or warning needs a hint (what to change)"
+    assert r.anti_pattern.strip() != r.best_practice.strip()
+
+
+@pytest.mark.parametrize("rule_id", sorted(RULES))
+def test_rule_has_cases(rule_id: str) -> None:
+    data = _case_file(rule_id)
+    assert data is not None, f"add tests/rules/cases/{rule_id}.yaml (see its README.md)"
+    assert data.get("rule") == rule_id
+    expects = [c.get("expect") for c in data.get("cases", [])]
+    assert "fail" in expects, f"{rule_id}: no case where the rule fires (expect: fail)"
+    assert "pass" in expects, f"{rule_id}: no case where it stays silent (expect: pass)"
+    assert set(expects) <= {"pass", "fail"}
+    names = [c.get("name") for c in data["cases"]]
+    assert all(names) and len(names) == len(set(names)), "cases need unique names"
+    kind = data.get("kind", "static")
+    if kind not in OWN_KINDS:
+        runner = HERE / f"test_rule_cases_{kind}.py"
+        assert runner.exists(), f"kind {kind!r} needs a runner: {runner.name}"
+
+
+def test_no_case_file_without_a_rule() -> None:
+    orphans = [p.stem for p in CASES_DIR.glob("*.yaml") if p.stem not in RULES]
+    assert not orphans, f"case files for unknown rules: {orphans}"
+
+
+def test_ids_are_unique_across_modules() -> None:
+    names = [r.name for r in RULES.values()]
+    dupes = {n for n in names if names.count(n) > 1}
+    assert not dupes, f"rule names used twice: {dupes}"
