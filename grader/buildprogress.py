@@ -470,12 +470,15 @@ class BuildProgress:
     # input
     def feed_line(self, line: str) -> None:
         """One line of buildx's stderr: part of a JSON object, or plain text."""
-        line = line.rstrip("\r\n")
-        if self._buffer:
-            self._buffer.append(line)
+        if line and line[-1] in "\r\n":
+            line = line.rstrip("\r\n")
+        buffer = self._buffer
+        if buffer:
+            # The hot path: a line inside a pretty-printed object.
+            buffer.append(line)
             if line == "}":
                 self._flush_object()
-            elif len(self._buffer) > MAX_OBJECT_LINES:
+            elif len(buffer) > MAX_OBJECT_LINES:
                 self._give_up_object()
             return
         if line.startswith("{"):
