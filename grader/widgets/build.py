@@ -202,9 +202,8 @@ class BuildRun:
         self._drive(self._stream)
         err = self._stream.error
         self.error = err
-        text = "\n".join(self.progress.text)
         if err is not None:
-            self.known = err.known or explain(text)
+            self.known = self._explain(err.known)
         if self._cancel.is_set():
             return self._end(CANCELLED)
         return self._end(SUCCEEDED if err is None else FAILED)
@@ -213,11 +212,19 @@ class BuildRun:
         """Drive the same machinery from captured stderr lines (no command runs)."""
         self.state = RUNNING
         self._drive(("stderr", line) for line in lines)
-        text = "\n".join(self.progress.text)
         if ok is None:
-            ok = "ERROR:" not in text
-        self.known = None if ok else explain(text)
+            ok = not any(line.startswith("ERROR:") for line in self.progress.text)
+        self.known = None if ok else self._explain(None)
         return self._end(SUCCEEDED if ok else FAILED, at=self.progress.latest)
+
+    def _explain(self, from_stderr: KnownError | None) -> KnownError | None:
+        """The failed step's own output first: rawjson carries RUN output base64-encoded, so
+        an ``exec format error`` printed by a RUN is only found in the decoded step log."""
+        failed = self.progress.errors()
+        step_text = "\n".join(
+            line for step in failed for line in [*step.log[-50:], step.error or ""]
+        )
+        return explain(step_text) or from_stderr or explain("\n".join(self.progress.text))
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -388,6 +395,7 @@ class BuildPanel:
         self.platform_box = widgets.HBox(layout=widgets.Layout(flex_flow="row wrap"))
         self.platform_box.add_class("mp-platforms")
         self.platform_checks: dict[str, widgets.Checkbox] = {}
+        self.platform_note = widgets.HTML()
         self.output = widgets.ToggleButtons(
             options=[(label, key) for key, label in OUTPUTS.items()], value=output
         )
@@ -439,6 +447,7 @@ class BuildPanel:
                 widgets.HBox([self.tag, self.builder]),
                 widgets.HTML("<b>Platforms</b> (what this builder reports):"),
                 self.platform_box,
+                self.platform_note,
                 widgets.HBox([widgets.HTML("<b>Output</b>&nbsp;"), self.output, self.oci_dest]),
                 widgets.HBox([self.provenance, self.sbom, self.registry_cache]),
                 self.command,
@@ -518,11 +527,13 @@ class BuildPanel:
         self.platform_checks = checks
         self.platform_box.children = tuple(checks.values())
         missing = [p for p in wanted if p not in available]
-        if missing:
-            self.problems.value = (
-                f'<div class="mp-problems">This builder does not report {esc(", ".join(missing))}'
-                "; register emulators (BinfmtPanel) or pick another builder.</div>"
-            )
+        self.platform_note.value = (
+            f'<div class="mp-warning">This builder does not report {esc(", ".join(missing))}, '
+            "so it is not offered: register its emulator (BinfmtPanel), or pick another "
+            "builder.</div>"
+            if missing
+            else ""
+        )
 
     # options and command
     @property

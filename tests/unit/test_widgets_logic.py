@@ -4,6 +4,7 @@ parsing, and no-engine mode (every panel renders, shows commands, runs nothing).
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from pathlib import Path
@@ -328,3 +329,39 @@ def test_explorer_reports_unreachable_registries_without_a_traceback(no_engine):
     assert explorer.explore("127.0.0.1:1/nothing:here") is None
     assert "cannot reach registry" in explorer.status.value
     assert explorer.explore("") is None and "Type an image reference" in explorer.status.value
+
+
+def test_an_error_printed_by_a_run_step_is_explained_from_its_decoded_log():
+    # rawjson carries RUN output base64-encoded: the raw stderr never shows the message.
+    name = "[linux/arm64 2/2] RUN /app/hello"
+    data = base64.b64encode(b"exec /app/hello: exec format error\n").decode()
+    events = [
+        {"vertexes": [{"digest": "sha256:r", "name": name, "started": "2026-11-25T05:00:00Z"}]},
+        {"logs": [{"vertex": "sha256:r", "stream": 2, "data": data}]},
+        {
+            "vertexes": [
+                {
+                    "digest": "sha256:r",
+                    "name": name,
+                    "started": "2026-11-25T05:00:00Z",
+                    "completed": "2026-11-25T05:00:01Z",
+                    "error": 'process "/bin/sh -c /app/hello" did not complete successfully: '
+                    "exit code: 255",
+                }
+            ]
+        },
+    ]
+    lines = [json.dumps(e) for e in events] + ["ERROR: failed to solve: process ... 255"]
+    run = BuildRun(opts(), build_platform="linux/amd64").replay(lines)
+    assert run.state == "failed"
+    assert "exec format error" not in "\n".join(lines)
+    assert run.known is not None and run.known.id == "exec-format"
+
+
+def test_platforms_the_builder_lacks_are_named_not_silently_dropped():
+    panel = BuildPanel(
+        context=str(EMULATED), tag="127.0.0.1:5000/x/y:1", engine=False,
+        platforms=["linux/amd64", "linux/sparc64"],
+    )  # fmt: skip
+    assert panel.options.platforms == ("linux/amd64",)
+    assert "does not report linux/sparc64" in panel.platform_note.value
