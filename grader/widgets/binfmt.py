@@ -29,6 +29,7 @@ from grader.widgets.common import (
     no_engine_html,
     notice_html,
     panel_box,
+    start_thread,
 )
 
 #: binfmt_misc handler name -> the platform it lets the kernel run.
@@ -327,8 +328,8 @@ class BinfmtPanel:
         self.verify_button = widgets.Button(description="Run uname -m on each")
         self.verify_button.add_class("mp-binfmt-verify")
         self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
-        self.install_button.on_click(lambda _b: self.install())
-        self.verify_button.on_click(lambda _b: self.verify())
+        self.install_button.on_click(lambda _b: start_thread(self.install, "binfmt-install"))
+        self.verify_button.on_click(lambda _b: start_thread(self.verify, "binfmt-verify"))
         self.refresh_button.on_click(lambda _b: self.refresh())
         self.widget = panel_box(
             [

@@ -189,9 +189,18 @@ class BuildRun:
     # the three ways to run
     def start(self) -> BuildRun:
         """Run the command in a worker thread; returns at once."""
-        self._thread = threading.Thread(target=self.run, name="buildx-build", daemon=True)
+        self._thread = threading.Thread(target=self._run_guarded, name="buildx-build", daemon=True)
         self._thread.start()
         return self
+
+    def _run_guarded(self) -> None:
+        """A worker thread's exception would vanish and leave the panel "building…" forever."""
+        try:
+            self.run()
+        except Exception as e:
+            if not self.finished:
+                self.progress.text.append(f"ERROR: the panel failed: {type(e).__name__}: {e}")
+                self._end(FAILED)
 
     def run(self) -> BuildRun:
         """Run the command here, blocking until it ends."""
@@ -673,8 +682,11 @@ class BuildPanel:
         if any(s.started is not None for s in run.progress.steps.values()):
             from grader.widgets.timing_chart import figure_png, timing_figure
 
-            self.chart_figure = timing_figure(run.progress, f"{run.state}: {run.options.tag}")
-            self.chart.value = figure_png(self.chart_figure)
+            try:
+                self.chart_figure = timing_figure(run.progress, f"{run.state}: {run.options.tag}")
+                self.chart.value = figure_png(self.chart_figure)
+            except Exception as e:  # the build's result matters more than its picture
+                self.explanation.value += f"<i>timing chart unavailable: {esc(e)}</i>"
         self.cancel_button.disabled = True
         self._changed()
 

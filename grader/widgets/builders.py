@@ -24,6 +24,7 @@ from grader.widgets.common import (
     no_engine_html,
     notice_html,
     panel_box,
+    start_thread,
 )
 
 DRIVERS = ("docker-container", "kubernetes", "remote")
@@ -253,7 +254,8 @@ class BuilderPanel:
         }
         for key, button in self.buttons.items():
             button.add_class(f"mp-builder-{key}")
-            button.on_click(lambda _b, k=key: self.do(k))
+            # A worker thread: `inspect --bootstrap` may pull an image for minutes.
+            button.on_click(lambda _b, k=key: start_thread(lambda: self.do(k), f"builder-{k}"))
         self.name.observe(lambda _c: self._show_commands(), "value")
         self.driver.observe(lambda _c: self._show_commands(), "value")
         self.widget = panel_box(

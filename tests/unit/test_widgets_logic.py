@@ -365,3 +365,17 @@ def test_platforms_the_builder_lacks_are_named_not_silently_dropped():
     )  # fmt: skip
     assert panel.options.platforms == ("linux/amd64",)
     assert "does not report linux/sparc64" in panel.platform_note.value
+
+
+def test_a_worker_that_dies_still_ends_the_run(monkeypatch):
+    import grader.widgets.build as build_module
+
+    def broken_stream(*_a, **_k):
+        raise OSError("no such thing")
+
+    monkeypatch.setattr(build_module.proc, "stream", broken_stream)
+    finals = []
+    run = BuildRun(opts(), on_update=lambda r, final: finals.append(final)).start()
+    assert run.wait(10)
+    assert run.state == "failed" and finals == [True]
+    assert "the panel failed: OSError: no such thing" in run.progress.text[-1]
