@@ -482,7 +482,7 @@ class _Interp:
             argv_v += self._expand(w, ctx)
         for body in cmd.heredocs:
             if _BUILDX_MENTION.search(body):
-                self.r.mentions.append(Mention(line, "heredoc"))
+                self.r.mentions.append(Mention(line, "it is text in a heredoc"))
         if not argv_v:
             for name, value in prefix.items():
                 self._set(name, value, line)
@@ -849,15 +849,15 @@ class _Interp:
             line_start = joined.rfind("\n", 0, m.start()) + 1
             before = joined[line_start : m.start()]
             if re.search(r"(^|\s)#", before) or before.lstrip().startswith("#"):
-                how = "comment"
+                how = "it is commented out"
             elif line in self.echo_lines:
-                how = "echo"
+                how = "it is only printed (echo/printf)"
             elif line in self.dry_build_lines:
-                how = f"function {self.dry_build_lines[line]}() is never called"
+                how = f"it is in {self.dry_build_lines[line]}(), which is never called"
             elif self.r.exit_line is not None and line > self.r.exit_line:
-                how = f"after the `exit` on line {self.r.exit_line}"
+                how = f"it comes after the `exit` on line {self.r.exit_line}"
             else:
-                how = "text, not a command (a string or heredoc)"
+                how = "it is text (a string or a heredoc), not a command"
             seen.add(line)
             self.r.mentions.append(Mention(line, how))
         self.r.mentions.sort(key=lambda m: m.line)

@@ -68,9 +68,12 @@ def check(
         for cid in later:
             results[cid] = _status(cid, "skipped")
     else:
-        ref = image or analysis.pushed_image
+        # build.sh runs first (the engine checks push), then the registry checks read what it
+        # pushed: --image if given, else the image the engine run used, else the static tag
+        engine_results, ran_image = _engine(root, image, wanted, analysis)
+        results.update(engine_results)
+        ref = image or ran_image or analysis.pushed_image
         results.update(_registry(ref, wanted, registry_client, analysis))
-        results.update(_engine(root, ref, wanted, analysis))
     report = Report(submission=str(path))
     for c in CRITERIA:
         report.criteria.append(
@@ -89,9 +92,24 @@ def _registry(ref, wanted, client, analysis) -> dict[str, CriterionResult]:
     return _run("registry", "check_image", ids, ref, wanted, client)
 
 
-def _engine(root: Path, ref, wanted, analysis) -> dict[str, CriterionResult]:
+def _engine(root: Path, image, wanted, analysis) -> tuple[dict[str, CriterionResult], str | None]:
+    """The engine criteria, and the image their run started (what build.sh pushed)."""
     ids = [c.id for c in CRITERIA if c.needs == "engine"]
-    return _run("engine", "check_engine", ids, root, ref, wanted, analysis)
+    options = getattr(_module("engine"), "engine_options", None)
+    if not callable(options):
+        return _run("engine", "check_engine", ids, root, image, wanted, analysis), None
+    with options() as opts:  # check_engine leaves what it did in opts.outcome
+        results = _run("engine", "check_engine", ids, root, image, wanted, analysis)
+    outcome = getattr(opts, "outcome", None)
+    ran = getattr(outcome, "image", None)
+    return results, ran if isinstance(ran, str) and ran else None
+
+
+def _module(name: str):
+    try:
+        return importlib.import_module(f"grader.checks.{name}")
+    except ImportError:
+        return None
 
 
 def _run(module: str, func: str, ids: list[str], *args) -> dict[str, CriterionResult]:

@@ -53,6 +53,7 @@ class Instruction:
     rest: str = ""  # args after the leading --flags
     heredocs: list[Heredoc] = field(default_factory=list)
     exec_form: list[str] | None = None  # ["gcc", "-o", "x"]
+    raw_keyword: str = ""  # as written (for messages)
 
     def flag(self, name: str) -> str | None:
         vals = self.flags.get(name)
@@ -308,7 +309,7 @@ def parse(text: str, build_args: dict[str, str] | None = None) -> Dockerfile:
         parts.append(line)
         logical = " ".join(p.strip() for p in parts if p.strip())
         keyword, _, args = logical.partition(" ")
-        ins = Instruction(keyword.upper(), args.strip(), start + 1, i + 1)
+        ins = Instruction(keyword.upper(), args.strip(), start + 1, i + 1, raw_keyword=keyword)
         _flags(ins)
         if ins.keyword in ("RUN", "COPY", "ADD"):
             for m in _HEREDOC.finditer(ins.rest):
@@ -360,7 +361,7 @@ def _stages(df: Dockerfile, instructions: list[Instruction], build_args: dict[st
     for ins in instructions:
         if ins.keyword not in INSTRUCTIONS:
             df.problems.append(Problem("unknown-instruction", ins.line,
-                                       f"unknown instruction: {ins.keyword}"))  # fmt: skip
+                                       f"unknown instruction: {ins.raw_keyword}"))  # fmt: skip
             continue
         if ins.keyword == "FROM":
             current = _from(df, ins, build_args)

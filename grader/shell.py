@@ -178,11 +178,17 @@ class LineIndex:
 # --- bashlex adapter ------------------------------------------------------------------------
 
 
+_QUOTED_HEREDOC = re.compile(r"<<(-?)(['\"])([A-Za-z_][A-Za-z0-9_]*)\2")
+
+
 def _from_bashlex(text: str) -> Sequence:
     import bashlex
 
     if not text.strip():
         return Sequence([], 0)
+    # bashlex wants <<'EOF' closed by a line 'EOF' (quotes included); unquote the
+    # delimiter and pad with blanks so every offset stays where it was
+    text = _QUOTED_HEREDOC.sub(lambda m: f"<<{m.group(1)}{m.group(3)}  ", text)
     parts = bashlex.parse(text)
     return Sequence([_convert(p, text) for p in parts], 0)
 

@@ -314,6 +314,8 @@ def _push(a: StaticAnalysis) -> list[Finding]:
     pushing = [b for b in multi if b.exports_to_registry]
     if not pushing:
         b = multi[0]
+        if out and b.loads:
+            return out  # BS131 already says why this build is not pushed
         if b.loads:
             how = "it is loaded into the local image store with --load"
         elif b.outputs:

@@ -41,7 +41,7 @@ def test_unreadable_submission_raises_a_clear_error(tmp_path: Path) -> None:
         grader.check(tmp_path / "nope", static=True)
 
 
-def test_registry_and_engine_checks_are_called_with_the_pushed_tag(monkeypatch) -> None:
+def test_registry_check_gets_the_static_tag_when_the_engine_ran_none(monkeypatch) -> None:
     calls = {}
 
     def fake_check_image(ref, platforms, client):
@@ -61,7 +61,9 @@ def test_registry_and_engine_checks_are_called_with_the_pushed_tag(monkeypatch) 
     assert ref == "127.0.0.1:5000/challenge/hello:latest"
     assert platforms == ("linux/amd64", "linux/arm64") and got_client is client
     submission, image, _, info = calls["engine"]
-    assert Path(submission) == FIXTURES / "solution-c-cross" and image == ref
+    # no --image: the engine run picks what build.sh pushes; the registry falls back to the
+    # tag build.sh pushes, read statically
+    assert Path(submission) == FIXTURES / "solution-c-cross" and image is None
     assert info.dockerfile == "Dockerfile" and info.context == "."
     assert report.criterion("image-arch").status == "fail"
     assert report.score == 7 + 4 and not report.passed
@@ -99,3 +101,22 @@ def test_dockerfile_and_context_follow_build_sh(tmp_path: Path) -> None:
     a = static.analyse(root, ("linux/amd64", "linux/arm64"))
     assert a.dockerfile == "docker/app.Dockerfile" and a.context == "app/src"
     assert grader.check(root, static=True).criterion("cross-compile").status == "pass"
+
+
+def test_registry_check_reads_the_image_the_engine_run_pushed(monkeypatch) -> None:
+    from grader.checks import engine
+
+    seen = {}
+
+    def fake_check_engine(submission, image, platforms, info):
+        engine.current_options().outcome = engine.EngineOutcome([], image="reg/pushed:by-run")
+        return []
+
+    def fake_check_image(ref, platforms, client):
+        seen["ref"] = ref
+        return []
+
+    fns = {"registry": fake_check_image, "engine": fake_check_engine}
+    monkeypatch.setattr(checker, "_load", lambda module, func: fns[module])
+    grader.check(FIXTURES / "solution-go")
+    assert seen["ref"] == "reg/pushed:by-run"

@@ -1,0 +1,126 @@
+"""grader.shell: both parsers build the same tree; words expand as bash would."""
+
+from __future__ import annotations
+
+import pytest
+
+from grader import shell
+from grader.shell import Value
+
+SCRIPT = """\
+#!/bin/sh
+# a comment with docker buildx build in it
+A=1 B="two words"
+f() { docker buildx create --name "$B" || true; }
+if ! docker buildx inspect x >/dev/null 2>&1; then f; else echo no; fi
+for p in a "b c"; do echo "$p"; done
+cat <<'END'
+docker buildx build .
+END
+docker buildx build \\
+  --platform linux/amd64 . | tee log
+"""
+
+
+def _shape(node):
+    """The tree without offsets, to compare the two parsers."""
+    if isinstance(node, shell.Command):
+        return ("cmd", [w.raw for w in node.assigns], [w.raw for w in node.words])
+    if isinstance(node, shell.Sequence):
+        items = [_shape(i) for i in node.items]
+        return items[0] if len(items) == 1 else ("seq", items)
+    if isinstance(node, shell.AndOr):
+        return ("andor", _shape(node.first), [(op, _shape(n)) for op, n in node.rest])
+    if isinstance(node, shell.Pipeline):
+        return ("pipe", node.negated, [_shape(c) for c in node.commands])
+    if isinstance(node, shell.If):
+        orelse = _shape(node.orelse) if node.orelse else None
+        return ("if", [(_shape(c), _shape(b)) for c, b in node.branches], orelse)
+    if isinstance(node, shell.Loop):
+        return ("loop", node.kind, node.var, [w.raw for w in node.items or []], _shape(node.body))
+    if isinstance(node, shell.Function):
+        return ("func", node.name, _shape(node.body))
+    if isinstance(node, shell.Group):
+        return ("group", node.subshell, _shape(node.body))
+    raise AssertionError(node)
+
+
+def test_bashlex_and_tolerant_parser_agree() -> None:
+    a = shell.parse(SCRIPT)
+    b = shell.parse(SCRIPT, use_bashlex=False)
+    assert a.parser == "bashlex" and b.parser == "tolerant"
+    assert _shape(a.tree) == _shape(b.tree)
+
+
+def test_comments_and_heredocs_are_not_commands() -> None:
+    for use_bashlex in (True, False):
+        tree = shell.parse(SCRIPT, use_bashlex=use_bashlex).tree
+        firsts = [c.words[0].raw for c in shell.walk_commands(tree) if c.words]
+        assert firsts.count("docker") == 3  # create, inspect, the real build
+        assert "#" not in " ".join(firsts)
+
+
+def test_tolerant_parser_reads_what_bashlex_cannot() -> None:
+    text = 'case "$1" in\n  push|p) OUT=--push ;;\n  *) exit 2 ;;\nesac\n[[ -n $X ]] && echo y\n'
+    r = shell.parse(text)
+    assert r.parser == "tolerant" and r.bashlex_error
+    [case] = [n for n in r.tree.items if isinstance(n, shell.Case)]
+    assert [[w.raw for w in pats] for pats, _ in case.arms] == [["push", "p"], ["*"]]
+
+
+def test_deep_nesting_skips_bashlex() -> None:
+    r = shell.parse("echo " + "$(" * 40 + "x" + ")" * 40)
+    assert r.parser == "tolerant" and "nested" in r.bashlex_error
+
+
+def test_line_numbers_follow_continuations() -> None:
+    tree = shell.parse(SCRIPT).tree
+    build = next(c for c in shell.walk_commands(tree)
+             if [w.raw for w in c.words[:3]] == ["docker", "buildx", "build"])  # fmt: skip
+    assert shell.LineIndex(SCRIPT).line(build.start) == 10
+
+
+def test_unclosed_quote_is_reported_not_raised() -> None:
+    r = shell.parse('echo "never closed\n', use_bashlex=False)
+    assert r.error and "unclosed" in r.error
+
+
+def _expand(raw, **variables):
+    lookup = {k: (Value(v) if isinstance(v, str) else [Value(x) for x in v])
+              for k, v in variables.items()}.get  # fmt: skip
+    return [(f.text, f.unknown) for f in shell.expand(raw, lookup).fields]
+
+
+@pytest.mark.parametrize(
+    ("raw", "variables", "fields"),
+    [
+        ('"$A"', {"A": "a b"}, [("a b", ())]),
+        ("$A", {"A": "a b"}, [("a", ()), ("b", ())]),
+        ("'$A'", {"A": "x"}, [("$A", ())]),
+        ("${A:-d}", {}, [("d", ())]),
+        ("${A:-d}", {"A": ""}, [("d", ())]),
+        ("${A-d}", {"A": ""}, []),
+        ('"${P:-linux/amd64,linux/arm64}"', {}, [("linux/amd64,linux/arm64", ())]),
+        ("--platform=$P", {"P": "linux/arm64"}, [("--platform=linux/arm64", ())]),
+        ('"$IMAGE"', {}, [("${IMAGE}", ("IMAGE",))]),
+        ("${IMAGE:?set it}", {}, [("${IMAGE}", ("IMAGE",))]),
+        ('"$(date)"', {}, [("$(...)", ("$(...)",))]),
+        ("$1", {}, []),
+        ("${1:-push}", {}, [("push", ())]),
+        ('"${ARR[@]}"', {"ARR": ["x", "y z"]}, [("x", ()), ("y z", ())]),
+        ("${T%%-*}", {"T": "x86_64-linux-gnu"}, [("x86_64", ())]),
+        ("${T#*-}", {"T": "x86_64-linux-gnu"}, [("linux-gnu", ())]),
+        ("${T/_/-}", {"T": "x86_64"}, [("x86-64", ())]),
+        ("${T,,}", {"T": "ARM64"}, [("arm64", ())]),
+        ("a\\ b", {}, [("a b", ())]),
+        ('""', {}, [("", ())]),
+        ("$'a\\tb'", {}, [("a\tb", ())]),
+    ],
+)
+def test_expand(raw, variables, fields) -> None:
+    assert _expand(raw, **variables) == fields
+
+
+def test_expand_returns_substitution_bodies() -> None:
+    ex = shell.expand('X="$(docker buildx inspect x)"', lambda n: None, start=100)
+    assert ex.substitutions == [("docker buildx inspect x", 105)]
