@@ -335,6 +335,7 @@ class Batch:
         self._done_now = 0
         self._errors = 0
         self._interrupted = False
+        self._seen: set[str] = set()
 
     # -- infrastructure --
 
@@ -399,17 +400,18 @@ class Batch:
     def _progress(self, sub: Submission, record: dict | None, write_error: str | None) -> None:
         s = self.summary
         self._done_now += 1
-        done = s.kept + self._done_now
+        self._seen.add(sub.student)
+        done = s.kept + len(self._seen)  # a retried submission is counted once
         elapsed = time.monotonic() - self._started
         left = s.total - done
-        eta = elapsed / self._done_now * left if self._done_now else 0
+        eta = elapsed / len(self._seen) * left if self._seen else 0
         if record is None:
             what = "not graded (stopping)"
         else:
             rep = record["report"]
             what = f"{rep['score']:g}/{rep['max_score']:g}"
             if not record["complete"]:
-                what += " ERROR (regraded next run)"
+                what += " ERROR (graded again later)"
                 self._errors += 1
         if write_error:
             what += f" NOT SAVED: {write_error}"

@@ -106,10 +106,24 @@ def _result(cid: str, status: str, findings: list[Finding]) -> CriterionResult:
     return CriterionResult(c.id, c.title, status, points, c.points, findings)  # type: ignore[arg-type]
 
 
-def infrastructure_problem(registry: str | None) -> str | None:
-    """Why the grading machine cannot grade right now, or None."""
+def engine_identity() -> str | None:
+    """The local dockerd's pid and start time (from /var/run/docker.pid), or None when the
+    engine is elsewhere: a different value later means it restarted in between."""
+    try:
+        pid = int(Path("/var/run/docker.pid").read_text().strip())
+        started = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, ValueError, IndexError):
+        return None
+    return f"{pid}:{started}"
+
+
+def infrastructure_problem(registry: str | None, engine_id: str | None = None) -> str | None:
+    """Why the grading machine cannot grade right now (or, given the ``engine_id`` seen when
+    grading started, why it could not while grading), or None."""
     if not services.docker_answers(timeout=15):
         return "the Docker engine does not answer"
+    if engine_id is not None and engine_identity() != engine_id:
+        return "the Docker engine restarted while this submission was graded"
     if registry and not services.registry_answers(registry, timeout=5):
         return f"the grading registry {registry} does not answer"
     return None
@@ -130,7 +144,9 @@ def _built_something(outcome: SandboxOutcome) -> bool:
     )
 
 
-def _idempotent(outcome: SandboxOutcome, registry: str) -> CriterionResult:
+def _idempotent(
+    outcome: SandboxOutcome, registry: str, engine_id: str | None = None
+) -> CriterionResult:
     if outcome.error:
         return _result(
             "idempotent", "error", [rules.SANDBOX_UNAVAILABLE.finding(why=outcome.error)]
@@ -142,7 +158,7 @@ def _idempotent(outcome: SandboxOutcome, registry: str) -> CriterionResult:
         if not _built_something(outcome):
             return _result("idempotent", "fail", [*findings, rules.NO_BUILD.finding()])
         return _result("idempotent", "pass", findings)
-    why = infrastructure_problem(registry)
+    why = infrastructure_problem(registry, engine_id)
     if why:
         return _infra_error("idempotent", why, findings)
     return _result("idempotent", "fail", findings)
@@ -196,6 +212,7 @@ def _build(
     registry: str,
     info: object | None,
     jailed: bool,
+    engine_id: str | None = None,
 ) -> CriterionResult:
     dockerfile, context = _build_paths(info)
     policy = Policy(namespace="x", registry=registry, label=ws.label, host_root=ws.pristine)
@@ -240,7 +257,7 @@ def _build(
         return _result("build", "fail", [rules.BUILD_TIMEOUT.finding(seconds=opts.build_timeout)])
     if code == 0:
         return _result("build", "pass", [])
-    why = infrastructure_problem(registry)
+    why = infrastructure_problem(registry, engine_id)
     if why:
         return _infra_error("build", why)
     error_lines = [ln for ln in clean_text(output).splitlines() if "ERROR" in ln or "error" in ln]
@@ -287,6 +304,7 @@ def _runs(
     opts: EngineOptions,
     registry: str,
     label: str,
+    engine_id: str | None = None,
 ) -> CriterionResult:
     if image is None:
         return _result("runs", "fail", [rules.NO_IMAGE.finding(why=why_none)])
@@ -309,7 +327,7 @@ def _runs(
             )
             continue
         if done.returncode != 0:
-            why = infrastructure_problem(registry)
+            why = infrastructure_problem(registry, engine_id)
             if why:
                 return _infra_error("runs", why, findings)
             known = explain(done.stderr + done.stdout)
@@ -350,6 +368,7 @@ def run_engine_checks(
     namespace = opts.namespace or namespace_for(Path(submission).resolve().name)
     platforms = tuple(platforms) or DEFAULT_PLATFORMS
     why = infrastructure_problem(registry)
+    engine_id = engine_identity()
     if why:
         return EngineOutcome(
             [_infra_error(c, why) for c in ("idempotent", "build", "runs")], infrastructure=why
@@ -372,14 +391,14 @@ def run_engine_checks(
             confine=opts.namespace is not None,
         )
         sandbox.findings[:0] = copy_findings
-        idem = _idempotent(sandbox, registry)
+        idem = _idempotent(sandbox, registry, engine_id)
         jailed = sandbox_problem() is None
-        build = _build(ws, platforms, opts, registry, info, jailed)
+        build = _build(ws, platforms, opts, registry, info, jailed, engine_id)
         policy = Policy(
             namespace=namespace, registry=registry, label=label, confine=opts.namespace is not None
         )
         chosen, why_none = _choose_image(image, sandbox, policy)
-        runs = _runs(chosen, why_none, platforms, opts, registry, label)
+        runs = _runs(chosen, why_none, platforms, opts, registry, label, engine_id)
     finally:
         if opts.log_dir is not None:
             _keep_logs(ws, opts.log_dir)
