@@ -211,6 +211,28 @@ def test_fresh_venv_from_the_pip_section_runs_postbuild_and_imports_what_labs_im
     assert re.search(r"nbgrader\.server_extensions\.formgrader\s+disabled", text), text
     assert re.search(r"nbgrader\.server_extensions\.validate_assignment\s+enabled", text), text
 
+    # docs/jupyterhub.md, section 4: an instructor turns the tools on for their own account
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "hub"))
+    import guide
+
+    instructor_home = tmp_path / "instructor"
+    instructor_home.mkdir()
+    instructor = {**env, "HOME": str(instructor_home)}
+    guide.run("instructor-tools", instructor, tmp_path)
+    labext = proc.run(
+        [str(bindir / "jupyter"), "labextension", "list"], timeout=120, env=instructor
+    )
+    mine = re.sub(r"\x1b\[[0-9;]*m", "", labext.stdout + labext.stderr)
+    assert "@jupyter/nbgrader:formgrader" not in mine, f"enabled for the instructor:\n{mine}"
+    assert "@jupyter/nbgrader:course-list" in mine, "only what the guide turns on"
+    server = proc.run(
+        [str(bindir / "jupyter"), "server", "extension", "list"], timeout=120, env=instructor
+    )
+    mine = re.sub(r"\x1b\[[0-9;]*m", "", server.stdout + server.stderr)
+    assert re.search(r"nbgrader\.server_extensions\.formgrader\s+enabled", mine), mine
+    labext = proc.run([str(bindir / "jupyter"), "labextension", "list"], timeout=120, env=env)
+    assert "@jupyter/nbgrader:formgrader" in labext.stdout + labext.stderr, "learners: still off"
+
     student = home / ".jupyter" / "nbgrader_config.py"
     course_id = re.compile(r'course_id\s*=\s*"([^"]+)"')
     assert (

@@ -44,10 +44,15 @@ def anonymous_pull(user: str | None, repository: str, actions: list[str]) -> lis
 
 
 def own_namespace(user: str | None, repository: str, actions: list[str]) -> list[str]:
-    """A class's rule: a student pulls and pushes only under ``<their name>/``."""
-    if user and repository.startswith(f"{user}/"):
-        return [a for a in actions if a in ("pull", "push")]
-    return []
+    """A class's rule: learners read every repository and push only under ``<their name>/``.
+
+    Reading everything matters: BuildKit mounts a layer from any repository it saw the
+    layer in, and a token that cannot pull there fails the push (insufficient_scope).
+    """
+    if not user:
+        return []
+    allowed = ("pull", "push") if repository.startswith(f"{user}/") else ("pull",)
+    return [a for a in actions if a in allowed]
 
 
 def free_port(low: int = 5100, high: int = 5199) -> int:
@@ -79,14 +84,15 @@ class SigningKey:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.key = self.directory / "token.key"
         self.cert = self.directory / "token.crt"
-        proc.run(
-            [
-                "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                "-subj", "/CN=course-test-token-issuer",
-                "-keyout", self.key, "-out", self.cert,
-            ],
-            timeout=60,
-        )  # fmt: skip
+        if not (self.key.exists() and self.cert.exists()):  # else made by the guide's openssl
+            proc.run(
+                [
+                    "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=course-test-token-issuer",
+                    "-keyout", self.key, "-out", self.cert,
+                ],
+                timeout=60,
+            )  # fmt: skip
         pem = self.cert.read_text()
         body = "".join(line for line in pem.splitlines() if line and not line.startswith("-----"))
         self.x5c = body  # base64 DER, as the JWT x5c header wants it
@@ -114,8 +120,15 @@ class TokenServer:
     ``requests`` records ``(user, scope)`` for every token asked for.
     """
 
-    def __init__(self, key: SigningKey, policy: Policy, users: dict[str, str] | None = None):
+    def __init__(
+        self,
+        key: SigningKey,
+        policy: Policy,
+        users: dict[str, str] | None = None,
+        issuer: str = ISSUER,
+    ):
         self.key = key
+        self.issuer = issuer
         self.policy = policy
         self.users = users or {}
         self.requests: list[tuple[str | None, str]] = []
@@ -127,15 +140,38 @@ class TokenServer:
                 pass
 
             def do_GET(self) -> None:
+                """The distribution token spec: basic credentials, scope in the query."""
                 url = urllib.parse.urlsplit(self.path)
                 if url.path != "/token":
                     self.send_error(404)
                     return
                 query = urllib.parse.parse_qs(url.query)
-                user = None
                 auth = self.headers.get("Authorization", "")
+                login = None
                 if auth.startswith("Basic "):
-                    name, _, password = base64.b64decode(auth[6:]).decode().partition(":")
+                    login = base64.b64decode(auth[6:]).decode().partition(":")[::2]
+                self._issue(query, login)
+
+            def do_POST(self) -> None:
+                """The OAuth2 password grant BuildKit/containerd use: a form body."""
+                if urllib.parse.urlsplit(self.path).path != "/token":
+                    self.send_error(404)
+                    return
+                length = min(int(self.headers.get("Content-Length") or 0), 65536)
+                form = urllib.parse.parse_qs(self.rfile.read(length).decode())
+                query = {
+                    "service": form.get("service", [SERVICE]),
+                    "scope": " ".join(form.get("scope", [])).split(),
+                }
+                login = None
+                if form.get("grant_type") == ["password"]:
+                    login = (form.get("username", [""])[0], form.get("password", [""])[0])
+                self._issue(query, login)
+
+            def _issue(self, query: dict, login: tuple[str, str] | None) -> None:
+                user = None
+                if login is not None:
+                    name, password = login
                     if server.users.get(name) != password:
                         self.send_response(401)
                         self.send_header("Content-Type", "application/json")
@@ -158,7 +194,7 @@ class TokenServer:
                 now = int(time.time())
                 token = server.key.sign(
                     {
-                        "iss": ISSUER,
+                        "iss": server.issuer,
                         "sub": user or "",
                         "aud": query.get("service", [SERVICE])[0],
                         "exp": now + 300,
@@ -202,19 +238,31 @@ class Registry:
     """Debian's docker-registry on a free loopback port with the given ``auth:`` section
     (YAML text) and, optionally, ``proxy:`` to another registry (a pull-through cache)."""
 
-    def __init__(self, directory: Path, auth_yaml: str, proxy_remote: str | None = None):
+    def __init__(
+        self,
+        directory: Path,
+        auth_yaml: str = "",
+        proxy_remote: str | None = None,
+        *,
+        config_text: str | None = None,
+        port: int | None = None,
+    ):
+        """``config_text`` replaces the generated config (it must listen on ``port``)."""
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        self.port = port or free_port()
         self.host = f"127.0.0.1:{self.port}"
         proxy = f"proxy:\n  remoteurl: {proxy_remote}\n" if proxy_remote else ""
         config = directory / "config.yml"
         config.write_text(
-            "version: 0.1\n"
+            config_text
+            or "version: 0.1\n"
             "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
             f"storage:\n  filesystem:\n    rootdirectory: {directory / 'data'}\n"
             "  delete:\n    enabled: true\n"
-            f"http:\n  addr: {self.host}\n" + auth_yaml + proxy
+            f"http:\n  addr: {self.host}\n"
+            + auth_yaml
+            + proxy
         )
         self._stream = proc.stream(["docker-registry", "serve", str(config)])
         deadline = time.monotonic() + 20
