@@ -173,6 +173,7 @@ def test_buildpanel_in_jupyterlab_builds_two_lanes(jupyterlab):
 
     base, token, server_log = jupyterlab
     OUTPUT.mkdir(parents=True, exist_ok=True)
+    (OUTPUT / "buildpanel-failure.png").unlink(missing_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
