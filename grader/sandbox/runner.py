@@ -171,7 +171,7 @@ class Workspace:
                     os.lchown(path, self.uid, self.uid)
         python = jail.system_python() or "/usr/bin/python3"
         shim = self.gate_dir / "bin" / "docker"
-        shim.write_text(f"#!{python} -I\n" + SHIM.read_text())
+        shim.write_text(f"#!{python} -IS\n" + SHIM.read_text())
         os.chmod(shim, 0o755)
         os.chmod(self.gate_dir, 0o755)
         (self.dir / "passwd").write_text(
