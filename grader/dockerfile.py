@@ -224,7 +224,7 @@ def variables(text: str) -> list[tuple[str, int]]:
 
 def arg_names(rest: str) -> list[str]:
     names = []
-    for tok in _split(rest):
+    for tok in split_args(rest):
         m = re.match(r"([A-Za-z_][A-Za-z0-9_]*)", tok)
         if m:
             names.append(m.group(1))
@@ -233,7 +233,7 @@ def arg_names(rest: str) -> list[str]:
 
 def arg_defaults(rest: str) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
-    for tok in _split(rest):
+    for tok in split_args(rest):
         name, eq, value = tok.partition("=")
         if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
             out[name] = _unquote(value) if eq else None
@@ -241,7 +241,7 @@ def arg_defaults(rest: str) -> dict[str, str | None]:
 
 
 def env_pairs(rest: str) -> dict[str, str]:
-    toks = _split(rest)
+    toks = split_args(rest)
     if toks and "=" not in toks[0]:  # legacy `ENV NAME value with spaces`
         return {toks[0]: rest.strip()[len(toks[0]) :].strip()}
     out = {}
@@ -251,7 +251,7 @@ def env_pairs(rest: str) -> dict[str, str]:
     return out
 
 
-def _split(text: str) -> list[str]:
+def split_args(text: str) -> list[str]:
     """Whitespace split that keeps quoted runs together (quotes kept)."""
     return re.findall(r"""(?:[^\s"']+|"(?:\\.|[^"\\])*"|'[^']*')+""", text)
 

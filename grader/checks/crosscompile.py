@@ -34,6 +34,7 @@ _C_COMPILER = re.compile(
     r"^(?:(?P<prefix>[A-Za-z0-9_.]+(?:-[A-Za-z0-9_.]+)*)-)?"
     r"(?P<cc>gcc|g\+\+|cc|c\+\+|clang|clang\+\+|tcc)(?:-\d+(?:\.\d+)*)?$"
 )
+_INFO_FLAGS = {"--version", "-v", "-V", "--help", "-dumpmachine", "-dumpversion", "version"}
 _XX_TOOLS = {"xx-clang", "xx-clang++", "xx-cc", "xx-c++", "xx-gcc", "xx-go", "xx-cargo"}
 _WRAPPERS = {"env", "sudo", "nice", "time", "command", "exec", "nohup"}
 _ARCH_PROBE = re.compile(r"\buname\s+-m\b|\bdpkg\s+--print-architecture\b|\$\(\s*arch\s*\)|`arch`")
@@ -56,6 +57,7 @@ class Compile:
     line: int
     verdict: str  # ok, host, fixed, needs-arg
     why: str = ""
+    output: str | None = None  # the -o path, absolute when the WORKDIR is known
 
 
 def check(a: StaticAnalysis) -> list[Finding]:
@@ -117,7 +119,10 @@ def check(a: StaticAnalysis) -> list[Finding]:
                 out.append(emit(r.COMPILE_UNDER_EMULATION, rel, c.line, line=c.line,
                                 command=c.command, stage=s.label))  # fmt: skip
             continue
+        shipped = _shipped_paths(df, s, a.target)
         for c in compiles:
+            if c.output and shipped is not None and not _is_shipped(c.output, shipped):
+                continue  # a build tool for this stage (go install x@v, gcc -o /tmp/gen)
             if c.verdict == "host":
                 out.append(
                     emit(
@@ -160,6 +165,38 @@ def check(a: StaticAnalysis) -> list[Finding]:
                         )
                     )
     return _dedupe(out)
+
+
+def _shipped_paths(df: dfm.Dockerfile, s: dfm.Stage, target: str | None) -> list[str] | None:
+    """Paths other stages copy out of ``s`` (``/`` when it is in the image); None: unknown."""
+    if s in df.image_chain(target):
+        return ["/"]
+    paths: list[str] = []
+    for other in df.reachable(target):
+        for dep, how, line in df.dependencies(other):
+            if dep is not s:
+                continue
+            if how != "COPY --from":
+                return None  # a FROM or a mount: everything may be used
+            ins = next(i for i in other.instructions if i.line == line)
+            if ins.exec_form is not None or ins.heredocs:
+                return None
+            srcs = dfm.split_args(ins.rest)[:-1]
+            paths += [p.strip("\"'") for p in srcs]
+    return paths
+
+
+def _is_shipped(output: str, shipped: list[str]) -> bool:
+    if not output.startswith("/") or "$" in output:
+        return True  # unknown place: assume it ships
+    out = posixpath.normpath(output)
+    for src in shipped:
+        if "$" in src or "*" in src or "?" in src or not src.startswith("/"):
+            return True
+        src = posixpath.normpath(src)
+        if src == "/" or out == src or out.startswith(src + "/") or src.startswith(out + "/"):
+            return True
+    return False
 
 
 def _dedupe(findings: list[Finding]) -> list[Finding]:
@@ -251,7 +288,16 @@ def stage_compiles(df: dfm.Dockerfile, s: dfm.Stage) -> list[Compile]:
     )
     found: list[Compile] = []
     xx_go_wrapped = False
+    workdir: str | None = "/" if s.base_stage is None else None
     for k, ins in enumerate(s.instructions):
+        if ins.keyword == "WORKDIR":
+            path = ins.rest.strip().strip("\"'")
+            if path.startswith("/"):
+                workdir = path
+            elif workdir is not None and "$" not in path:
+                workdir = posixpath.join(workdir, path)
+            else:
+                workdir = None
         if ins.keyword != "RUN":
             continue
         declared = df.declared_args(s, k)
@@ -264,6 +310,9 @@ def stage_compiles(df: dfm.Dockerfile, s: dfm.Stage) -> list[Compile]:
         tree = shell.parse(ins.script, use_bashlex=False).tree
         walker.walk(tree, frozenset())
         xx_go_wrapped = walker.xx_go_wrapped
+        for c in walker.found:
+            if c.output and not c.output.startswith("/"):
+                c.output = posixpath.join(workdir, c.output) if workdir else None
         found += walker.found
     return found
 
@@ -382,9 +431,12 @@ class _RunWalker:
         w0 = words[0]
         base = posixpath.basename(w0)
         shown = " ".join(words)[:70]
+        if len(words) > 1 and all(w in _INFO_FLAGS or w.startswith("-print") for w in words[1:]):
+            return None  # gcc --version, make -v: nothing is compiled
+        output = _option_value(words, "-o")
 
         def compile_(kind: str, verdict: str, why: str = "") -> Compile:
-            return Compile(kind, shown, self.line, verdict, why)
+            return Compile(kind, shown, self.line, verdict, why, output)
 
         if base in _XX_TOOLS:
             if base == "xx-go" and "--wrap" in words[1:]:
@@ -394,6 +446,8 @@ class _RunWalker:
                 return compile_("xx", "needs-arg", "TARGETPLATFORM")
             return compile_("xx", "ok")
         if base == "go" and len(words) > 1 and words[1] in ("build", "install"):
+            if words[1] == "install" and any("@" in w for w in words[2:]):
+                return None  # `go install tool@version`: a tool for the build machine
             if self.xx_go_wrapped:
                 return compile_("go", "ok")
             if "GOARCH" not in env:
@@ -482,6 +536,16 @@ class _RunWalker:
         if verdict == "fixed" and _is_host_compiler(value):
             verdict = "host"
         return compile_("driver", verdict, value)
+
+
+def _option_value(words: list[str], flag: str) -> str | None:
+    """The value of ``-o PATH`` / ``-oPATH`` (gcc style), if given."""
+    for k, w in enumerate(words[1:], start=1):
+        if w == flag and k + 1 < len(words):
+            return words[k + 1]
+        if w.startswith(flag) and len(w) > len(flag) and not w.startswith("--"):
+            return w[len(flag) :]
+    return None
 
 
 def _is_host_compiler(value: str) -> bool:
