@@ -100,6 +100,7 @@ class Dockerfile:
     directives: dict[str, str] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     escape: str = "\\"
+    _scope_cache: dict[int, list] = field(default_factory=dict, repr=False, compare=False)
 
     def stage(self, ref: str) -> Stage | None:
         """A stage by name (case-insensitive) or index, as ``COPY --from`` finds it."""
@@ -167,27 +168,36 @@ class Dockerfile:
 
     def declared_args(self, stage: Stage, before: int | None = None) -> set[str]:
         """ARG names usable in ``stage`` before its instruction number ``before``."""
-        names: set[str] = set()
-        if stage.base_stage is not None:
-            names |= self.declared_args(self.stages[stage.base_stage])
-        for k, ins in enumerate(stage.instructions):
-            if before is not None and k >= before:
-                break
-            if ins.keyword == "ARG":
-                names |= set(arg_names(ins.rest))
-        return names
+        return set(self._scopes(stage)[_cut(stage, before)][0])
 
     def env_names(self, stage: Stage, before: int | None = None) -> dict[str, str]:
         """ENV names (and values as written) set in ``stage`` or inherited from its base."""
+        return dict(self._scopes(stage)[_cut(stage, before)][1])
+
+    def _scopes(self, stage: Stage) -> list[tuple[frozenset[str], dict[str, str]]]:
+        """(ARG names, ENV) in force before each instruction and after the last, computed in
+        one pass per stage (Dockerfiles with thousands of lines stay linear)."""
+        cached = self._scope_cache.get(stage.index)
+        if cached is not None:
+            return cached
+        names: frozenset[str] = frozenset()
         env: dict[str, str] = {}
-        if stage.base_stage is not None:
-            env.update(self.env_names(self.stages[stage.base_stage]))
-        for k, ins in enumerate(stage.instructions):
-            if before is not None and k >= before:
-                break
-            if ins.keyword == "ENV":
-                env.update(env_pairs(ins.rest))
-        return env
+        if stage.base_stage is not None and stage.base_stage < stage.index:
+            names, env = self._scopes(self.stages[stage.base_stage])[-1]
+        out = [(names, env)]
+        for ins in stage.instructions:
+            if ins.keyword == "ARG":
+                names = names | frozenset(arg_names(ins.rest))
+            elif ins.keyword == "ENV":
+                env = {**env, **env_pairs(ins.rest)}
+            out.append((names, env))
+        self._scope_cache[stage.index] = out
+        return out
+
+
+def _cut(stage: Stage, before: int | None) -> int:
+    n = len(stage.instructions)
+    return n if before is None else max(0, min(before, n))
 
 
 def substitute(text: str, values: dict[str, str], keep: tuple[str, ...] = ()) -> str:

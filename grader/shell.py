@@ -304,6 +304,7 @@ def _start(n: Node) -> int:
 
 _OPERATORS = ("&&", "||", ";;&", ";;", ";&", "|&", "|", "&", ";", "(", ")", "\n")
 _REDIRECTS = ("<<<", "<<-", "<<", ">>", "&>>", "&>", ">&", "<&", ">|", "<>", "<", ">")
+_WORD_END = frozenset(" \t\r\n;&|<>")
 _KEYWORDS = {"if", "then", "elif", "else", "fi", "while", "until", "for", "select", "do",
              "done", "case", "esac", "function", "{", "}", "!"}  # fmt: skip
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -348,7 +349,8 @@ class _Tokenizer:
                 self.i += 1
                 self._read_heredocs()
                 continue
-            redir = next((r for r in _REDIRECTS if s.startswith(r, self.i)), None)
+            special = c in "<>&|;()"
+            redir = special and next((r for r in _REDIRECTS if s.startswith(r, self.i)), None)
             if redir:
                 tok = _Tok("redir", redir, self.i)
                 out.append(tok)
@@ -356,7 +358,7 @@ class _Tokenizer:
                 if redir in ("<<", "<<-"):
                     expect_delim = (tok, redir == "<<-")
                 continue
-            op = next((o for o in _OPERATORS if s.startswith(o, self.i)), None)
+            op = special and next((o for o in _OPERATORS if s.startswith(o, self.i)), None)
             if op:
                 out.append(_Tok("op", op, self.i))
                 self.i += len(op)
@@ -394,7 +396,7 @@ class _Tokenizer:
         start = self.i
         while self.i < n:
             c = s[self.i]
-            if c in " \t\r\n;&|<>":
+            if c in _WORD_END:
                 break
             if c in "()":
                 # NAME=( array ) stays one word; any other paren ends the word
