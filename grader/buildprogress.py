@@ -24,9 +24,13 @@ Vertex names say which platform a step belongs to (captured from this engine, se
 
 The ``A->B`` form appears in a ``FROM --platform=$BUILDPLATFORM`` stage once a step depends on
 the target (``ARG TARGETARCH``): it runs on the build platform A for target B. Steps of such a
-stage that do not depend on the target are built once and shared: they carry only the build
-platform (``[linux/amd64 build 1/4] FROM golang``) and feed every target; :attr:`Step.feeds`
-finds that from the ``inputs`` graph.
+stage that do not depend on the target are built once and shared; BuildKit names such a
+vertex after whichever target asked first (a real capture has ``[linux/amd64->arm64 build 3/4]
+COPY main.go .`` feeding the amd64 build too). :attr:`Step.shared_by` finds them from the
+``inputs`` graph, and their lane is the platform they run on, not the one in the name.
+
+The name only says what the Dockerfile asked for: an arm64 stage built FROM an amd64-only
+base still says ``[linux/arm64 ...]`` while its RUN executes amd64 binaries natively.
 
 Classification of a step (:attr:`Step.kind`):
 
