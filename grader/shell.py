@@ -305,8 +305,6 @@ def _start(n: Node) -> int:
 _OPERATORS = ("&&", "||", ";;&", ";;", ";&", "|&", "|", "&", ";", "(", ")", "\n")
 _REDIRECTS = ("<<<", "<<-", "<<", ">>", "&>>", "&>", ">&", "<&", ">|", "<>", "<", ">")
 _WORD_END = frozenset(" \t\r\n;&|<>")
-_KEYWORDS = {"if", "then", "elif", "else", "fi", "while", "until", "for", "select", "do",
-             "done", "case", "esac", "function", "{", "}", "!"}  # fmt: skip
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ASSIGN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\[[^\]]*\])?\+?=")
 
@@ -1106,11 +1104,3 @@ def _match(s: str, i: int, open_: str, close: str) -> int:
                 return j + 1
         j += 1
     return len(s)
-
-
-def literal(raw: str) -> str | None:
-    """The word's text when it has no expansions at all (quotes removed), else None."""
-    if "$" in raw or "`" in raw:
-        return None
-    ex = expand(raw, lambda _n: None, split=False)
-    return ex.value.text if ex.fields else ""
