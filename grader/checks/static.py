@@ -73,6 +73,10 @@ def analyse(root: Path, platforms: tuple[str, ...]) -> StaticAnalysis:
     a = StaticAnalysis(root=root, platforms=tuple(platforms),
                        build_sh=read_member(root, BUILD_SH, buildsh.MAX_SCRIPT_BYTES))  # fmt: skip
     if a.build_sh.text is not None:
+        other = _foreign_interpreter(a.build_sh.text)
+        if other:
+            a.build_sh = FileText(BUILD_SH, problem=other)
+    if a.build_sh.text is not None:
         a.script = buildsh.analyse(a.build_sh.text)
         a.primary = primary_build(a.script, a.platforms)
     _choose_dockerfile(a)
@@ -82,6 +86,22 @@ def analyse(root: Path, platforms: tuple[str, ...]) -> StaticAnalysis:
     if a.dockerfile_file.text is not None:
         a.dockerfile_parsed = dockerfile.parse(a.dockerfile_file.text, a.build_args)
     return a
+
+
+_SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox"}
+
+
+def _foreign_interpreter(text: str) -> str | None:
+    """Why build.sh is not a shell script, when its #! line names another interpreter."""
+    first = text.split("\n", 1)[0].strip()
+    if not first.startswith("#!"):
+        return None
+    words = first[2:].split()
+    if words and posixpath.basename(words[0]) == "env":
+        words = [w for w in words[1:] if not w.startswith("-") and "=" not in w]
+    if not words or posixpath.basename(words[0]) in _SHELLS:
+        return None
+    return f"its first line `{first}` runs {posixpath.basename(words[0])}, not a shell"
 
 
 def primary_build(script: BuildScript, required: tuple[str, ...]) -> BuildxBuild | None:
