@@ -55,7 +55,9 @@ def _lab(args: argparse.Namespace) -> int:
 def _record(args: argparse.Namespace) -> int:
     from grader.recorded import record_main
 
-    return record_main(args.labs, out=args.out, timeout=args.timeout)
+    return record_main(
+        args.labs, out=args.out, timeout=args.timeout, keep_partial=args.keep_partial
+    )
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -140,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("labs", nargs="*", help="lab ids (default: every lab in source/)")
     rec.add_argument("--out", help="recordings folder (default: grader/recordings)")
     rec.add_argument("--timeout", type=float, default=3600, help="seconds per lab")
+    rec.add_argument(
+        "--keep-partial", action="store_true", help="a lab that fails keeps what it recorded"
+    )
     rec.set_defaults(func=_record)
 
     chk = sub.add_parser("check", help="grade a challenge submission (build.sh + Dockerfile)")

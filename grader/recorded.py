@@ -270,11 +270,17 @@ def _labs_to_record(labs: Iterable[str], source_dir: Path) -> list[str]:
 
 
 def record_lab(
-    lab: str, *, source_dir: Path = SOURCE_DIR, out_dir: Path | None = None, timeout: float = 3600
+    lab: str,
+    *,
+    source_dir: Path = SOURCE_DIR,
+    out_dir: Path | None = None,
+    timeout: float = 3600,
+    keep_partial: bool = False,
 ) -> LabRun:
     """Run ``source/<lab>/<lab>.ipynb`` on the real engine (in a scratch copy) with
     ``COURSE_RECORD=1``, then replace ``<out_dir>/<lab>.json`` with what it recorded.
-    A run that fails keeps the previous recordings and says where it failed."""
+    A run that fails keeps the previous recordings and says where it failed; with
+    ``keep_partial`` what it did record (real outputs all the same) is merged in."""
     import time
 
     out_dir = out_dir or recordings_dir()
@@ -292,8 +298,8 @@ def record_lab(
             "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
         }
         argv = [
-            sys.executable, "-m", "papermill", "--no-progress-bar", "-k", "python3", "--cwd", str(work),
-            str(work / f"{lab}.ipynb"), str(executed),
+            sys.executable, "-m", "papermill", "--no-progress-bar", "-k", "python3",
+            "--cwd", str(work), str(work / f"{lab}.ipynb"), str(executed),
         ]  # fmt: skip
         try:
             done = proc.run(argv, timeout=timeout, check=False, env=env)
@@ -301,11 +307,14 @@ def record_lab(
         except proc.CommandError as e:
             error = str(e)
         got = _read_file(staging / f"{lab}.json") if (staging / f"{lab}.json").exists() else {}
+        target = out_dir / f"{lab}.json"
         if not error:
             if got:
-                _write_lab_file(out_dir / f"{lab}.json", got)
+                _write_lab_file(target, got)
             else:
-                (out_dir / f"{lab}.json").unlink(missing_ok=True)
+                target.unlink(missing_ok=True)
+        elif keep_partial and got:
+            _write_lab_file(target, {**(_read_file(target) if target.exists() else {}), **got})
     return LabRun(lab, not error, len(got), time.monotonic() - start, error)
 
 
@@ -314,7 +323,9 @@ def _papermill_error(stderr: str) -> str:
     return "\n".join(lines[-8:]) or "papermill failed"
 
 
-def record_main(labs: list[str], *, out: str | None = None, timeout: float = 3600) -> int:
+def record_main(
+    labs: list[str], *, out: str | None = None, timeout: float = 3600, keep_partial: bool = False
+) -> int:
     """``grader record [LAB ...]``: re-record labs; prints one line per lab and a total."""
     from grader.noengine import engine_status
 
@@ -332,7 +343,7 @@ def record_main(labs: list[str], *, out: str | None = None, timeout: float = 360
     failed = 0
     print(f"{'lab':<24} {'result':<8} {'recorded':>8} {'seconds':>8}")
     for lab in wanted:
-        run = record_lab(lab, out_dir=out_dir, timeout=timeout)
+        run = record_lab(lab, out_dir=out_dir, timeout=timeout, keep_partial=keep_partial)
         failed += not run.ok
         print(f"{lab:<24} {'ok' if run.ok else 'FAILED':<8} {run.recorded:>8} {run.seconds:>8.1f}")
         if run.error:

@@ -174,3 +174,27 @@ def test_grader_record_without_engine_says_what_is_missing(no_engine, capsys):
 
     assert main(["record", "00-welcome", "--out", "/nonexistent"]) == 2
     assert "needs the real engine" in capsys.readouterr().err
+
+
+@pytest.mark.engine
+def test_keep_partial_stores_what_a_failing_lab_recorded(tmp_path):
+    source = tmp_path / "source" / "03-builders"
+    source.mkdir(parents=True)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "from grader.labkit import sh\nsh('docker buildx version', record='03-t-partial')"
+        ),
+        nbformat.v4.new_code_cell("raise RuntimeError('a later check fails')"),
+    ]
+    nbformat.write(nb, source / "03-builders.ipynb")
+    out = tmp_path / "out"
+    out.mkdir()
+    entry = {"command": "old", "returncode": 0, "recorded_at": "2025-01-01"}
+    (out / "03-builders.json").write_text(json.dumps({"recordings": {"03-t-old": entry}}))
+    run = recorded.record_lab(
+        "03-builders", source_dir=tmp_path / "source", out_dir=out, keep_partial=True
+    )
+    assert not run.ok and run.recorded == 1
+    got = json.loads((out / "03-builders.json").read_text())["recordings"]
+    assert set(got) == {"03-t-old", "03-t-partial"}, "merged into what was there"
