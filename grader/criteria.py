@@ -39,3 +39,16 @@ CRITERIA: tuple[Criterion, ...] = (
 )
 
 BY_ID = {c.id: c for c in CRITERIA}
+
+#: Lab 08's GitHub Actions workflow (``grader.checks.workflow``, rules GA5xx): graded in the
+#: lab, never part of the challenge's report.
+WORKFLOW_CRITERIA: tuple[Criterion, ...] = (
+    Criterion("ga-valid", "the workflow is valid: a trigger, jobs, pinned actions", 1, "static"),
+    Criterion("ga-setup", "QEMU and Buildx are set up before the build", 1, "static"),
+    Criterion("ga-platforms", "build-push-action builds linux/amd64 and linux/arm64", 1, "static"),
+    Criterion("ga-push", "the image is pushed with tags, after a registry login", 1, "static"),
+    Criterion("ga-cache", "the build reads and writes a cache", 1, "static"),
+    Criterion("ga-provenance", "attestations are chosen explicitly, with no secrets", 1, "static"),
+)
+
+WORKFLOW_BY_ID = {c.id: c for c in WORKFLOW_CRITERIA}

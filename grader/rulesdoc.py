@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from grader.criteria import CRITERIA
+from grader.criteria import CRITERIA, WORKFLOW_CRITERIA
 
 _SECTIONS = {
     "BS": "build.sh",
@@ -16,6 +16,7 @@ _SECTIONS = {
     "MF": "Manifest and registry",
     "RN": "Engine: build and run",
     "GR": "The grader itself",
+    "GA": "GitHub Actions workflow (Lab 08)",
 }
 
 
@@ -42,6 +43,15 @@ def render_markdown() -> str:
         "|---|---|---|---|",
     ]
     out += [f"| `{c.id}` | {c.points:g} | {c.needs} | {c.title} |" for c in CRITERIA]
+    out += [
+        "",
+        "Lab 08 grades a GitHub Actions workflow (`grader.checks.workflow`, rules GA5xx) with "
+        "criteria of its own, never part of the challenge's report:",
+        "",
+        "| id | points | needs | passes when |",
+        "|---|---|---|---|",
+    ]
+    out += [f"| `{c.id}` | {c.points:g} | {c.needs} | {c.title} |" for c in WORKFLOW_CRITERIA]
     prefixes = list(_SECTIONS) + sorted({r.id[:2] for r in rules.values()} - set(_SECTIONS))
     for prefix in prefixes:
         group = [r for r in rules.values() if r.id.startswith(prefix)]

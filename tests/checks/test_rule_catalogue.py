@@ -4,7 +4,8 @@ later ones too).
 Every rule registered in ``grader.rules.all_rules()`` must have:
 
 - docs: an id like ``BS150`` (two capitals, three digits), a kebab-case name, a criterion
-  from ``grader.criteria`` (or ``*`` for grader-level rules), a severity, a message, a hint
+  from ``grader.criteria`` (the challenge's, or Lab 08's workflow criteria for GA rules; ``*``
+  for grader-level rules), a severity, a message, a hint
   (errors and warnings; an info finding may have none), an anti-pattern and a
   best-practice example (docs/rules.md is generated from these);
 - cases: ``tests/rules/cases/<ID>.yaml`` with ``rule: <ID>``, at least one case with
@@ -24,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from grader.criteria import BY_ID
+from grader.criteria import BY_ID, WORKFLOW_BY_ID
 from grader.rules import all_rules
 
 HERE = Path(__file__).resolve().parent
@@ -43,7 +44,7 @@ def test_rule_has_docs(rule_id: str) -> None:
     r = RULES[rule_id]
     assert re.fullmatch(r"[A-Z]{2}\d{3}", r.id)
     assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", r.name), r.name
-    assert r.criterion in BY_ID or r.criterion == "*", r.criterion
+    assert r.criterion in BY_ID or r.criterion in WORKFLOW_BY_ID or r.criterion == "*", r.criterion
     assert r.severity in ("error", "warning", "info")
     for part in ("message", "anti_pattern", "best_practice"):
         assert getattr(r, part).strip(), f"{rule_id} has no {part}"
