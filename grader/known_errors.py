@@ -171,6 +171,17 @@ KNOWN_ERRORS: tuple[KnownError, ...] = (
         "Add `-t REGISTRY/REPOSITORY:TAG` (e.g. `-t 127.0.0.1:5000/me/app:1`).",
     ),
     KnownError(
+        "compose-plugin-missing",
+        r"unknown command: docker compose|'compose' is not a docker command",
+        "Docker Compose v2 is not installed",
+        "`docker compose` is a CLI plugin (Compose v2), installed separately from the docker "
+        "client. Debian bookworm's `docker-compose` package is Compose v1 (1.29), which has "
+        "no `build.platforms`.",
+        "Install the plugin: Debian trixie / Ubuntu `apt-get install docker-compose` (2.x), "
+        "or `docker-compose-plugin` from Docker's repository; Docker Desktop includes it. "
+        "Meanwhile `docker buildx bake -f compose.yaml` builds the same services.",
+    ),
+    KnownError(
         "no-daemon",
         r"Cannot connect to the Docker daemon|Is the docker daemon running",
         "No Docker engine answers",
