@@ -8,8 +8,8 @@ Layout of ``--out``::
     .lock                    one batch per results folder at a time
 
 A submission is graded again only when its report is missing, unreadable, incomplete (a
-criterion is ``error``: the grading machine failed, not the learner), or its files or the
-grading settings changed. So a rerun after a crash, Ctrl-C, a full disk or an engine
+finding blames the grading machine, see ``MACHINE_FAULTS``), or its files or the grading
+settings changed. So a rerun after a crash, Ctrl-C, a full disk or an engine
 failure finishes exactly what is missing and keeps every finished result.
 
 Workers share the engine's build cache (every build runs on the one grading builder). When a
@@ -31,7 +31,7 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -224,6 +224,15 @@ def write_grades_csv(out: Path) -> int:
     return len(rows)
 
 
+#: Findings that blame the grading machine, not the learner: a submission with one is
+#: graded again. Other `error`s (e.g. no image pushed, GR002) are final.
+MACHINE_FAULTS = frozenset({"RN450", "RN408", "MF301", "GR001", "GR003"})
+
+
+def machine_faults(report: Report) -> list[Finding]:
+    return [f for c in report.criteria for f in c.findings if f.rule in MACHINE_FAULTS]
+
+
 # --- grading one submission -------------------------------------------------------------
 
 
@@ -232,66 +241,28 @@ def _error_result(cid: str, finding: Finding) -> CriterionResult:
     return CriterionResult(c.id, c.title, "error", 0.0, float(c.points), [finding])
 
 
-def _static_report(sub: Submission, platforms: Sequence[str]) -> Report:
-    """The static criteria through the public API (``grader.check(..., static=True)``)."""
-    try:
-        from grader.checker import check
-    except ImportError as e:
-        why = f"the static checker cannot be imported ({e})"
-    else:
-        try:
-            return check(sub.path, static=True, platforms=platforms)
-        except Exception as e:  # a broken submission must not stop the batch
-            why = f"{type(e).__name__}: {e}"
+def _crashed_report(sub: Submission, why: str) -> Report:
     report = Report(submission=str(sub.path))
     finding = rules.ENGINE_UNAVAILABLE.finding(why=why)
     report.criteria = [_error_result(c.id, finding) for c in CRITERIA]
     return report
 
 
-def _registry_results(image: str | None, platforms: Sequence[str]) -> list[CriterionResult]:
-    ids = [c.id for c in CRITERIA if c.needs == "registry"]
-    if image is None:
-        f = rules.NO_IMAGE.finding(why="build.sh pushed no image")
-        return [
-            CriterionResult(cid, BY_ID[cid].title, "fail", 0.0, float(BY_ID[cid].points), [f])
-            for cid in ids
-        ]
-    try:
-        from grader.checks.registry import check_image
-
-        return [r for r in check_image(image, platforms) if r.id in ids]
-    except Exception as e:
-        f = rules.ENGINE_UNAVAILABLE.finding(why=f"registry check failed: {type(e).__name__}: {e}")
-        return [_error_result(cid, f) for cid in ids]
-
-
-def _analysis(sub: Submission, opts: BatchOptions) -> object | None:
-    """The static analysis (which Dockerfile and context build.sh builds), if available."""
-    try:
-        from grader.checks.static import analyse
-
-        return analyse(sub.path, tuple(opts.platforms))
-    except Exception:
-        return None
-
-
 def grade(sub: Submission, opts: BatchOptions, log_dir: Path | None = None) -> tuple[Report, dict]:
-    """Grade one submission: static criteria, then build.sh in the sandbox (which pushes),
-    the grader's own build and run, then the registry criteria on what was pushed.
+    """Grade one submission with the public API, ``grader.check``, inside this batch's
+    engine settings: build.sh runs sandboxed and pushes into the submission's namespace,
+    then the registry criteria read what it pushed.
 
     Returns the report and extra facts for the record (pushed image, infrastructure error).
     """
+    from grader.checker import SubmissionUnreadable, check
     from grader.checks import engine
 
-    report = _static_report(sub, opts.platforms)
     extra: dict = {"pushed": [], "image": None, "infrastructure": None}
-    if opts.static_only:
-        return report, extra
     namespace = "/".join(
         p for p in (opts.namespace_prefix.strip("/"), engine.namespace_for(sub.student)) if p
     )
-    eopts = engine.EngineOptions(
+    with engine.engine_options(
         namespace=namespace,
         registry=opts.registry,
         limits=opts.limits,
@@ -299,18 +270,16 @@ def grade(sub: Submission, opts: BatchOptions, log_dir: Path | None = None) -> t
         run_timeout=opts.run_timeout,
         work_root=opts.work_root,
         log_dir=log_dir,
-    )
-    outcome = engine.run_engine_checks(sub.path, None, opts.platforms, _analysis(sub, opts), eopts)
-    results = {r.id: r for r in report.criteria}
-    results.update({r.id: r for r in outcome.results})
-    if outcome.infrastructure:
-        f = rules.ENGINE_UNAVAILABLE.finding(why=outcome.infrastructure)
-        for cid in (c.id for c in CRITERIA if c.needs == "registry"):
-            results[cid] = _error_result(cid, f)
-    else:
-        results.update({r.id: r for r in _registry_results(outcome.image, opts.platforms)})
-    report.criteria = [results[c.id] for c in CRITERIA if c.id in results]
-    extra.update(pushed=outcome.pushed, image=outcome.image, infrastructure=outcome.infrastructure)
+    ) as eopts:
+        try:
+            report = check(sub.path, static=opts.static_only, platforms=opts.platforms)
+        except SubmissionUnreadable as e:
+            return _crashed_report(sub, f"the submission cannot be read: {e}"), extra
+    outcome = eopts.outcome
+    if outcome is not None:
+        extra.update(
+            pushed=outcome.pushed, image=outcome.image, infrastructure=outcome.infrastructure
+        )
     return report, extra
 
 
@@ -375,11 +344,9 @@ class Batch:
         try:
             report, extra = grade(sub, self.opts, log_dir=logs)
         except Exception as e:  # a grader bug: this submission is an error, the batch goes on
-            report = Report(submission=str(sub.path))
-            f = rules.ENGINE_UNAVAILABLE.finding(why=f"the grader failed: {type(e).__name__}: {e}")
-            report.criteria = [_error_result(c.id, f) for c in CRITERIA]
+            report = _crashed_report(sub, f"the grader failed: {type(e).__name__}: {e}")
             extra = {"infrastructure": f"grader failure: {e}"}
-        complete = all(c.status != "error" for c in report.criteria)
+        complete = not machine_faults(report)
         record = {
             "student": sub.student,
             "submission": str(sub.path),

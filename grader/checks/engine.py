@@ -80,13 +80,20 @@ _OPTIONS: ContextVar[EngineOptions | None] = ContextVar("engine_options", defaul
 
 @contextlib.contextmanager
 def engine_options(**kwargs) -> Iterator[EngineOptions]:
-    """Settings for check_engine calls in this thread/context (a batch worker sets these)."""
-    opts = EngineOptions(**kwargs)
+    """Settings for check_engine calls in this thread/context (a batch worker sets these).
+
+    Nested calls start from the enclosing settings, so ``grader.check`` opening its own
+    ``engine_options()`` inside a batch worker keeps the batch's namespace and limits.
+    """
+    outer = _OPTIONS.get()
+    opts = replace(outer, outcome=None, **kwargs) if outer else EngineOptions(**kwargs)
     token = _OPTIONS.set(opts)
     try:
         yield opts
     finally:
         _OPTIONS.reset(token)
+        if outer is not None and opts.outcome is not None:
+            outer.outcome = opts.outcome  # the enclosing caller sees what was pushed too
 
 
 def current_options() -> EngineOptions:

@@ -323,3 +323,16 @@ def test_gradebook_export_real_sqlite(tmp_path: Path, monkeypatch) -> None:
         assert gb.find_notebook("grader", "challenge").max_score == 12.0
     ids = [r["id"] for r in csv.DictReader((results / "students.csv").open())]
     assert ids == ["alice", "bob", "carol"]
+
+
+def test_only_machine_faults_make_a_report_incomplete() -> None:
+    from grader.batch import machine_faults
+    from grader.report import CriterionResult, Finding, Report
+
+    def report(rule: str) -> Report:
+        f = Finding(rule=rule, severity="error", message="m")
+        return Report("s", [CriterionResult("manifest", "t", "error", 0, 1, [f])])
+
+    assert machine_faults(report("MF301")) and machine_faults(report("RN450"))
+    # No image pushed is the learner's doing: final, not graded again and again.
+    assert not machine_faults(report("GR002")) and not machine_faults(report("MF302"))
