@@ -108,7 +108,9 @@ def discover(root: Path, assignment: str | None = "challenge") -> list[Submissio
     for child in sorted(Path(root).iterdir()):
         if child.name.startswith(".") or child.is_symlink() or not child.is_dir():
             continue
-        path = child / assignment if assignment and (child / assignment).is_dir() else child
+        inner = child / assignment if assignment else None
+        # A link named like the assignment is the learner's, not nbgrader's: never followed.
+        path = inner if inner and inner.is_dir() and not inner.is_symlink() else child
         subs.append(Submission(child.name, path))
     return subs
 

@@ -185,6 +185,8 @@ class Gate:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._server: socket.socket | None = None
+        self._conns: set[socket.socket] = set()
+        self._conns_lock = threading.Lock()
 
     # -- lifecycle --
 
@@ -206,8 +208,14 @@ class Gate:
     def close(self) -> None:
         self._stop.set()
         self.client.cancel_all()
+        with self._conns_lock:
+            conns = list(self._conns)
+        for conn in conns:  # wake handlers blocked reading a request that never comes
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        deadline = time.monotonic() + 10
         for t in self._threads:
-            t.join(10)
+            t.join(max(0.0, deadline - time.monotonic()))
         if self._server is not None:
             self._server.close()
         self.socket_path.unlink(missing_ok=True)
@@ -269,6 +277,15 @@ class Gate:
         return req
 
     def _serve(self, conn: socket.socket) -> None:
+        with self._conns_lock:
+            self._conns.add(conn)
+        try:
+            self._serve_one(conn)
+        finally:
+            with self._conns_lock:
+                self._conns.discard(conn)
+
+    def _serve_one(self, conn: socket.socket) -> None:
         with conn:
             conn.settimeout(30)
             try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 import uuid
 from pathlib import Path
 
@@ -146,6 +147,13 @@ def test_gate_protocol(tmp_path: Path, sandbox_ready) -> None:
                 codes = list(pool.map(lambda _: call(req(["buildx", "version"]))[2], range(4)))
             assert codes == [0, 0, 0, 0]
             assert sum(e.allowed for e in gate.events) == 5
+            # A client that connects and never speaks does not hold the gate open.
+            silent = socket.socket(socket.AF_UNIX)
+            silent.connect(str(ws.gate_dir / "gate.sock"))
+            time.sleep(0.3)
+            start = time.monotonic()
+        assert time.monotonic() - start < 5
+        silent.close()
     finally:
         ws.remove()
         ws.work_root.rmdir()

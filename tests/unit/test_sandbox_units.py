@@ -216,6 +216,13 @@ def test_discover_plain_and_nbgrader_layouts(tmp_path: Path) -> None:
     ]
 
 
+def test_discover_never_follows_a_learners_link_named_like_the_assignment(tmp_path: Path) -> None:
+    (tmp_path / "mallory").mkdir()
+    os.symlink("/root", tmp_path / "mallory" / "challenge")
+    (subs,) = discover(tmp_path, "challenge")
+    assert subs.path == tmp_path / "mallory"
+
+
 def test_fingerprint_sees_contents_names_and_link_targets(tmp_path: Path) -> None:
     (tmp_path / "build.sh").write_text("a")
     os.symlink("build.sh", tmp_path / "link")
