@@ -217,7 +217,8 @@ def test_fresh_venv_from_the_pip_section_runs_postbuild_and_imports_what_labs_im
 
     instructor_home = tmp_path / "instructor"
     instructor_home.mkdir()
-    instructor = {**env, "HOME": str(instructor_home)}
+    # the spawner gives instructors JUPYTER_PREFER_ENV_PATH=0 (guide, section 2)
+    instructor = {**env, "HOME": str(instructor_home), "JUPYTER_PREFER_ENV_PATH": "0"}
     guide.run("instructor-tools", instructor, tmp_path)
     labext = proc.run(
         [str(bindir / "jupyter"), "labextension", "list"], timeout=120, env=instructor
