@@ -133,6 +133,7 @@ def client_argv(
     cwd: str,
     argv: Sequence[str],
     engine_socket: str = "/run/docker.sock",
+    max_file: int = 512 * 1024 * 1024,
 ) -> list[str]:
     """The real docker client with ``argv``, jailed to the submission copy."""
     exe = bwrap()
@@ -146,8 +147,12 @@ def client_argv(
         "DOCKER_CONFIG": CLIENT_CONFIG,
         "LANG": "C.UTF-8",
     }
+    # prlimit: files the client writes (build outputs in the copy) are capped in size;
     # `env -i`: bwrap's own process keeps no trace of the grader's environment either.
+    prlimit = proc.which("prlimit")
+    cap = [prlimit, f"--fsize={max_file}", "--"] if prlimit else []
     return [
+        *cap,
         "/usr/bin/env",
         "-i",
         "PATH=/usr/bin:/bin",

@@ -11,7 +11,8 @@ What it enforces:
   ``build`` (= buildx build), ``manifest inspect``, ``run``, ``push``, ``login`` (grading
   registry only), ``logout``, ``version``, ``info``;
 - ``run``: no privileges, capabilities, devices, host mounts, named volumes, host
-  namespaces or published ports; the grader's label and limits are added;
+  namespaces or published ports; the grader's label and limits, and no network, are
+  added;
 - builds: no entitlements (``--allow``), host network, ssh agent or cgroup parent; local
   paths only inside the submission; every build runs on the grading builder;
 - tags: kept when inside ``REGISTRY/<namespace>/``, refused when in another repository of
@@ -127,8 +128,12 @@ RUN_OTHER_REFUSED = {
     "device-write-iops", "cpu-rt-period", "cpu-rt-runtime", "cpuset-cpus", "cpuset-mems",
     "cgroup-parent",
 }  # fmt: skip
-#: Options the grader sets on every container itself (a learner's value is replaced).
-RUN_LIMITED = {"memory", "memory-swap", "pids-limit", "cpus", "memory-reservation"}
+#: Options the grader sets on every container itself (a learner's value is replaced):
+#: limits, no network (the image is run, not served), and no TTY (there is no terminal:
+#: `docker run -it` would fail only because of where it is graded).
+RUN_LIMITED = {
+    "memory", "memory-swap", "pids-limit", "cpus", "memory-reservation", "network", "tty",
+}  # fmt: skip
 
 
 @dataclass
@@ -666,6 +671,7 @@ class Policy:
             f"--memory-swap={lim.container_memory}",
             f"--pids-limit={lim.container_pids}",
             f"--cpus={lim.cpus:g}",
+            "--network=none",
         ]
         return ["run", *out, image, *cmd]
 
