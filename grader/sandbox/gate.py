@@ -26,7 +26,7 @@ from grader import proc
 from grader.report import Finding
 from grader.sandbox import jail
 from grader.sandbox.limits import Limits, human
-from grader.sandbox.policy import Policy
+from grader.sandbox.policy import Policy, printable
 
 #: Environment variables the gate passes to docker (the shim's list, checked again here).
 PASSED_ENV = (
@@ -324,7 +324,7 @@ class Gate:
         """Decide and run one docker call; returns its exit code."""
         with self._policy_lock:
             decision = self.policy.decide(argv, cwd)
-        command = "docker " + shlex.join(argv)
+        command = printable("docker " + shlex.join(argv))
         for f in decision.findings:
             if f not in self.findings:
                 self.findings.append(f)

@@ -36,6 +36,11 @@ from grader.rules import run as rules
 from grader.sandbox.limits import Limits
 
 
+def printable(text: str) -> str:
+    """Learner-chosen text (arguments, file names) safe to show in a terminal or a report."""
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
+
+
 class Refused(Exception):
     def __init__(self, finding: Finding):
         self.finding = finding
@@ -270,7 +275,7 @@ class Policy:
 
     def decide(self, argv: Sequence[str], cwd: str = "/submission") -> Decision:
         argv = [str(a) for a in argv]
-        command = "docker " + shlex.join(argv)
+        command = printable("docker " + shlex.join(argv))
         if len(command) > 300:
             command = command[:297] + "..."
         cwd = posixpath.normpath(cwd) if cwd.startswith("/") else self.root

@@ -35,7 +35,7 @@ from grader.rules import run as rules
 from grader.sandbox import jail
 from grader.sandbox.gate import Client, Gate, GateEvent
 from grader.sandbox.limits import Cgroup, Limits, human
-from grader.sandbox.policy import Policy
+from grader.sandbox.policy import Policy, printable
 
 ENTER = Path(__file__).with_name("enter.py")
 SHIM = Path(__file__).with_name("shim.py")
@@ -224,7 +224,9 @@ def copy_submission(src: Path, dst: Path) -> list[Finding]:
                 resolved = os.path.normpath(os.path.join(rel_dir, target))
                 if os.path.isabs(target) or resolved == ".." or resolved.startswith("../"):
                     findings.append(
-                        rules.SYMLINK_OUTSIDE.finding(file=rel, path=rel, target=target)
+                        rules.SYMLINK_OUTSIDE.finding(
+                            file=printable(rel), path=printable(rel), target=printable(target)
+                        )
                     )
                     if name in dirnames:
                         dirnames.remove(name)

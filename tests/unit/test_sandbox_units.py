@@ -343,3 +343,14 @@ def test_only_machine_faults_make_a_report_incomplete() -> None:
     assert machine_faults(report("MF301")) and machine_faults(report("RN450"))
     # No image pushed is the learner's doing: final, not graded again and again.
     assert not machine_faults(report("GR002")) and not machine_faults(report("MF302"))
+
+
+def test_learner_text_in_findings_cannot_drive_a_terminal(tmp_path: Path) -> None:
+    p = _policy(tmp_path)
+    d = p.decide(["run", "--privileged", "busybox", "\x1b]0;pwned\x07\x1b[2J"])
+    assert d.refused is not None and "\x1b" not in d.refused.message
+    src = tmp_path / "sub"
+    src.mkdir()
+    os.symlink("/etc/\x1b[31mshadow", src / "evil\x1b[2Jlink")
+    (finding,) = runner.copy_submission(src, tmp_path / "copy2")
+    assert "\x1b" not in finding.message and "\x1b" not in (finding.file or "")
