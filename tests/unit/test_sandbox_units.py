@@ -341,6 +341,12 @@ def test_only_machine_faults_make_a_report_incomplete() -> None:
         return Report("s", [CriterionResult("manifest", "t", "error", 0, 1, [f])])
 
     assert machine_faults(report("MF301")) and machine_faults(report("RN450"))
+    # Docker Hub unreachable while the grading registry answers: not the machine's fault.
+    from grader.engine.services import registry_answers
+
+    if registry_answers("127.0.0.1:5000"):
+        assert not machine_faults(report("MF301"), "127.0.0.1:5000")
+    assert machine_faults(report("MF301"), "127.0.0.1:5199")  # nothing listens there
     # No image pushed is the learner's doing: final, not graded again and again.
     assert not machine_faults(report("GR002")) and not machine_faults(report("MF302"))
 
