@@ -17,6 +17,7 @@ import datetime as _dt
 import functools
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -191,11 +192,26 @@ def engine_versions() -> dict[str, str]:
     return versions
 
 
-def _write_lab_file(path: Path, recordings: dict[str, Recording]) -> None:
-    body = {
+def not_run(path: Path) -> list[str]:
+    """Keys the lab names that its last recording run did not reach (a branch this machine
+    does not take, e.g. `docker compose` where only bake is installed)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    keys = data.get("not_run") if isinstance(data, dict) else None
+    return [k for k in keys if isinstance(k, str)] if isinstance(keys, list) else []
+
+
+def _write_lab_file(
+    path: Path, recordings: dict[str, Recording], not_run: Iterable[str] = ()
+) -> None:
+    body: dict[str, Any] = {
         "about": "Real outputs recorded by `grader record`; shown by the labs without an engine.",
         "recordings": {key: recordings[key].to_json() for key in sorted(recordings)},
     }
+    if not_run:
+        body["not_run"] = sorted(not_run)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".json", dir=path.parent)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -308,14 +324,32 @@ def record_lab(
             error = str(e)
         got = _read_file(staging / f"{lab}.json") if (staging / f"{lab}.json").exists() else {}
         target = out_dir / f"{lab}.json"
+        named = notebook_keys(source_dir / lab / f"{lab}.ipynb")
         if not error:
             if got:
-                _write_lab_file(target, got)
+                _write_lab_file(target, got, named - set(got))
             else:
                 target.unlink(missing_ok=True)
         elif keep_partial and got:
-            _write_lab_file(target, {**(_read_file(target) if target.exists() else {}), **got})
+            merged = {**(_read_file(target) if target.exists() else {}), **got}
+            _write_lab_file(target, merged, named - set(merged))
     return LabRun(lab, not error, len(got), time.monotonic() - start, error)
+
+
+_RECORD_KEY = re.compile(r"""\brecord\s*=\s*["']([^"']+)["']""")
+
+
+def notebook_keys(notebook: Path) -> set[str]:
+    """The ``record=`` keys a notebook's code cells name."""
+    try:
+        cells = json.loads(notebook.read_text(encoding="utf-8")).get("cells", [])
+    except (OSError, ValueError):
+        return set()
+    keys: set[str] = set()
+    for cell in cells:
+        if cell.get("cell_type") == "code":
+            keys |= set(_RECORD_KEY.findall("".join(cell.get("source", ""))))
+    return keys
 
 
 def _papermill_error(stderr: str) -> str:
