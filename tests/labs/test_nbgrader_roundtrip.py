@@ -164,15 +164,16 @@ def _visible_text(path: Path) -> str:
 
 def _hidden_lines(aid: str) -> list[str]:
     """Lines only hidden tests contain (lines also written elsewhere in the lab do not count)."""
-    hidden, shown = [], set()
+    hidden: list[str] = []
+    shown: list[str] = []
     for nb_path in sorted((SOURCE / aid).glob("*.ipynb")):
         for cell in nbformat.read(nb_path, as_version=4).cells:
             pattern = r"### BEGIN HIDDEN TESTS(.*?)### END HIDDEN TESTS"
             for region in re.findall(pattern, cell.source, re.S):
                 hidden += [ln.strip() for ln in region.splitlines() if len(ln.strip()) > 15]
-            outside = re.sub(pattern, "", cell.source, flags=re.S)
-            shown.update(ln.strip() for ln in outside.splitlines())
-    return [line for line in hidden if line not in shown]
+            shown.append(re.sub(pattern, "", cell.source, flags=re.S))
+    visible = "\n".join(shown)
+    return [line for line in hidden if line not in visible]
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ unanswered exercise's."""
 
 from __future__ import annotations
 
+import re
 import sys
 
 import pytest
@@ -15,6 +16,10 @@ RELEASED = sorted(p.name for p in RELEASE.iterdir() if p.is_dir() and any(p.glob
 
 #: What an unanswered exercise raises; anything else is a bug in the lab.
 LEARNER_ERRORS = {"NotImplementedError", "NameError", "AssertionError"}
+
+#: A cell that runs an engine command through labkit.sh: `sh("docker ...`, `sh(["docker", ...`
+#: or `sh(..., engine=True)`.
+ENGINE_CALL = re.compile(r"""\bsh\(\s*\[?\s*["']docker\b|\bsh\([^\n]*engine=True""")
 
 
 @pytest.mark.engine
@@ -43,10 +48,9 @@ def test_released_lab_without_engine(aid, tmp_path, monkeypatch):
             assert "raises-exception" in tags, f"{cid} raised {ename}: {evalue}"
             assert ename in LEARNER_ERRORS, f"{cid} raised {ename}: {evalue}"
         engine_cells = [
-            c
-            for c in nb.cells
-            if c.cell_type == "code" and ('sh("docker' in c.source or 'sh(["docker"' in c.source)
+            c for c in nb.cells if c.cell_type == "code" and ENGINE_CALL.search(c.source)
         ]
+        assert engine_cells or aid == "00-welcome", "no engine cell found: is ENGINE_CALL stale?"
         for cell in engine_cells:
             text = output_text(cell)
             assert "[no engine]" in text, f"{cell.id} ran an engine command without an engine"
