@@ -8,7 +8,7 @@ import sys
 
 
 def _engine(args: argparse.Namespace) -> int:
-    from grader import engine
+    from grader import engine, proc
     from grader.engine.steps import StepFailed  # imported here: keeps `grader check` fast
 
     if args.action == "doctor":
@@ -24,7 +24,7 @@ def _engine(args: argparse.Namespace) -> int:
             extra_packages=tuple(p for p in args.with_packages.split(",") if p),
             base_images=not args.no_base_images,
         )
-    except (StepFailed, TimeoutError) as e:
+    except (StepFailed, TimeoutError, proc.CommandError) as e:
         print(f"grader engine up: {e}", file=sys.stderr)
         return 1
     except OSError as e:

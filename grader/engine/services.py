@@ -225,9 +225,15 @@ def ensure_registry(cfg: Settings) -> str:
 
 
 def docker_answers(timeout: float = 10) -> bool:
-    done = proc.run(
-        ["docker", "version", "--format", "{{.Server.Version}}"], timeout=timeout, check=False
-    )
+    """True when a daemon answers; a hung or half-started one (seen while dockerd restarts
+    after a kill) counts as not answering, never as an error."""
+    try:
+        done = proc.run(
+            ["docker", "version", "--format", "{{.Server.Version}}"], timeout=timeout,
+            check=False,
+        )
+    except proc.CommandError:
+        return False
     return done.ok and bool(done.stdout.strip())
 
 
