@@ -503,6 +503,11 @@ class Batch:
                     item = running.pop(fut)
                     _, record, write_error = fut.result()
                     self._account(item, record, write_error, retry)
+        except KeyboardInterrupt:
+            # Known before the pool shuts down, so Ctrl-C does not wait for running gradings.
+            self._interrupted = True
+            self._stop.set()
+            raise
         finally:
             # On Ctrl-C, do not wait for running submissions: their reports are not written
             # and they are graded again next run.

@@ -28,8 +28,10 @@ def _engine(args: argparse.Namespace) -> int:
         print(f"grader engine up: {e}", file=sys.stderr)
         return 1
     except OSError as e:
-        print(f"grader engine up: {e.strerror}: {e.filename or ''} (is COURSE_STATE_DIR "
-              "writable?)", file=sys.stderr)
+        print(
+            f"grader engine up: {e.strerror}: {e.filename or ''} (is COURSE_STATE_DIR writable?)",
+            file=sys.stderr,
+        )
         return 1
     print(report.to_json() if args.json else report.table())
     return 0 if report.ready else 1
@@ -121,10 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     eng = sub.add_parser("engine", help="set up, check or stop the build engine")
     eng.add_argument("action", choices=["up", "down", "doctor"])
     eng.add_argument("--json", action="store_true", help="machine-readable report")
-    eng.add_argument("--no-base-images", action="store_true",
-                     help="up: do not build the base images")
-    eng.add_argument("--with-packages", default="",
-                     help="up: extra Debian packages to install (comma-separated)")
+    eng.add_argument(
+        "--no-base-images", action="store_true", help="up: do not build the base images"
+    )
+    eng.add_argument(
+        "--with-packages", default="", help="up: extra Debian packages to install (comma-separated)"
+    )
     eng.set_defaults(func=_engine)
 
     doc = sub.add_parser("doctor", help="same as `grader engine doctor`")

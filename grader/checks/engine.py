@@ -40,6 +40,7 @@ from grader.sandbox.runner import (
     SubmissionTooLarge,
     Workspace,
     clean_text,
+    remove_local_images,
     run_build_sh,
     sandbox_problem,
     tail_lines,
@@ -410,6 +411,8 @@ def run_engine_checks(
         if opts.log_dir is not None:
             _keep_logs(ws, opts.log_dir)
         ws.remove()
+        if opts.namespace is not None:  # batch: the registry keeps it; the engine need not
+            remove_local_images(f"{registry}/{namespace}")
     results = [idem, build, runs]
     infra = next(
         (f.message for r in results if r.status == "error" for f in r.findings

@@ -229,7 +229,8 @@ def docker_answers(timeout: float = 10) -> bool:
     after a kill) counts as not answering, never as an error."""
     try:
         done = proc.run(
-            ["docker", "version", "--format", "{{.Server.Version}}"], timeout=timeout,
+            ["docker", "version", "--format", "{{.Server.Version}}"],
+            timeout=timeout,
             check=False,
         )
     except proc.CommandError:

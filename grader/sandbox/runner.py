@@ -372,7 +372,8 @@ def run_once(ws: Workspace, gate: Gate, limits: Limits, run: int, command: list[
 
 
 def cleanup_engine(policy: Policy) -> None:
-    """Remove containers and builder containers this submission's commands created."""
+    """Remove containers and builder containers this submission's commands created, and
+    (batch grading) the local copies of its images: the registry keeps what was pushed."""
     filters = [
         ["--filter", f"label=grader.sandbox={policy.label}"],
         ["--filter", f"name=buildx_buildkit_{policy.name_prefix}"],
@@ -382,6 +383,21 @@ def cleanup_engine(policy: Policy) -> None:
             ids = proc.run(["docker", "ps", "-aq", *f], timeout=30, check=False).stdout.split()
             if ids:
                 proc.run(["docker", "rm", "-fv", *ids], timeout=60, check=False)
+    if policy.confine:
+        remove_local_images(policy.repository)
+
+
+def remove_local_images(repository: str) -> None:
+    """Untag the engine's local copies of images under ``repository/`` (never others)."""
+    with contextlib.suppress(proc.CommandError):
+        listed = proc.run(
+            ["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}"],
+            timeout=60,
+            check=False,
+        ).stdout.split()
+        mine = [n for n in listed if n.startswith(repository + "/")]
+        if mine:
+            proc.run(["docker", "image", "rm", *mine], timeout=120, check=False)
 
 
 def run_findings(r: RunResult, limits: Limits) -> list[Finding]:

@@ -112,6 +112,10 @@ def test_hostile_submissions_do_not_disturb_the_others(tmp_path: Path, registry_
             assert crit["idempotent"]["status"] == "fail", name
             assert crit["idempotent"]["findings"], name
     assert other_digest() == before  # nobody's repository was overwritten
+    # The engine keeps no local copy of the graded images (the registry has them).
+    local = subprocess.run(["docker", "image", "ls", "--format", "{{.Repository}}"],
+                           capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert f"/{opts.namespace_prefix}/" not in local
     rows = list(csv.DictReader((out / "grades.csv").open()))
     assert len(rows) == len(recs) and set(rows[0]) >= {c.id for c in CRITERIA}
 
