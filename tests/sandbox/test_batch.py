@@ -141,12 +141,17 @@ def _wait_for_reports(out: Path, n: int, proc: subprocess.Popen, timeout: float 
 def test_interrupted_batch_resumes_and_loses_nothing(tmp_path: Path, how: signal.Signals) -> None:
     subs = tmp_path / "subs"
     for i, name in enumerate(("s1", "s2", "s3", "s4")):
-        make_good(subs / name, f"resume {i}", pre="sleep 2")
+        # s2-s4 stall while a file named `slow` is there: the signal always lands while a
+        # build.sh runs, and a batch that waited for it would outlive communicate()'s timeout.
+        make_good(subs / name, f"resume {i}", pre="if [ -e slow ]; then sleep 300; fi")
+        if name != "s1":
+            (subs / name / "slow").write_text("")
     out = tmp_path / "out"
     args = [str(subs), "--out", str(out), "--namespace-prefix", unique_prefix(),
-            "--platforms", "linux/amd64", "--timeout", "120"]  # fmt: skip
+            "--platforms", "linux/amd64", "--timeout", "400"]  # fmt: skip
     p = subprocess.Popen(_grader(*args), stderr=subprocess.PIPE, text=True)
     _wait_for_reports(out, 1, p)
+    time.sleep(1)  # s2's build.sh is sleeping now
     p.send_signal(how)
     _, err = p.communicate(timeout=60)
     if how == signal.SIGINT:
@@ -156,9 +161,14 @@ def test_interrupted_batch_resumes_and_loses_nothing(tmp_path: Path, how: signal
     done_before = records(out)  # every report on disk parses: no torn writes
     assert done_before and all(r["complete"] for r in done_before.values())
     mtimes = {n: (out / "reports" / f"{n}.json").stat().st_mtime_ns for n in done_before}
+    assert set(done_before) == {"s1"}  # s2 was abandoned, not waited for
     time.sleep(2)  # sandboxes of the killed batch die with it (--die-with-parent)
     leftovers = subprocess.run(["pgrep", "-f", "grader-sandbox/batch-"], capture_output=True)
     assert leftovers.stdout.strip() == b"", "sandboxes outlived the batch"
+    sleepers = subprocess.run(["pgrep", "-x", "-f", "sleep 300"], capture_output=True)
+    assert sleepers.stdout.strip() == b"", "build.sh outlived the batch"
+    for name in ("s2", "s3", "s4"):
+        (subs / name / "slow").unlink()
 
     start = time.monotonic()
     rerun = subprocess.run(_grader(*args), capture_output=True, text=True, timeout=600)
