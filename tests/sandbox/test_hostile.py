@@ -62,6 +62,11 @@ def _shadow_hashes() -> list[str]:
     return [f.split(":")[1] for f in lines if len(f.split(":")) > 2 and len(f.split(":")[1]) > 3]
 
 
+def _local_images() -> set[str]:
+    out = proc.run(["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}"], timeout=60)
+    return set(out.stdout.split())
+
+
 @pytest.fixture(scope="module")
 def instructor(tmp_path_factory):
     """A fake instructor: HOME with credentials, an env var and a host file, one secret."""
@@ -92,7 +97,13 @@ def instructor(tmp_path_factory):
     mp.setenv("HOME", str(home))
     mp.setenv("INSTRUCTOR_TOKEN", secret)
     before = _tree_digest(home)
-    yield {"secret": secret, "home": home, "before": before, "host_file": host_file}
+    # A local base image for prune-shared-cache to aim at (pulled through the course mirror).
+    proc.run(["docker", "pull", "-q", "busybox:latest"], timeout=300)
+    images = _local_images()
+    yield {
+        "secret": secret, "home": home, "before": before, "host_file": host_file,
+        "images": images,
+    }  # fmt: skip
     mp.undo()
     host_file.unlink(missing_ok=True)
 
@@ -152,6 +163,7 @@ def test_shared_engine_intact_after_hostile_runs(instructor) -> None:
     """prune-shared-cache and friends were refused: the base images every submission
     builds from are still there, and the shared builder still builds both platforms."""
     proc.run(["docker", "image", "inspect", "busybox:latest"], timeout=30)
+    assert instructor["images"] <= _local_images(), "an image other submissions use is gone"
     out = proc.run(["docker", "buildx", "ls"], timeout=30).stdout
     assert "default" in out and "linux/arm64" in out
 
