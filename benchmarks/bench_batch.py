@@ -97,7 +97,9 @@ def scores(out: Path) -> dict[str, float]:
     }
 
 
-def resume_after_kill(subs: Path, out: Path, prefix: str, kill_after: int) -> dict:
+def resume_after_kill(
+    subs: Path, out: Path, prefix: str, kill_after: int, how: signal.Signals = signal.SIGKILL
+) -> dict:
     cmd = [sys.executable, "-m", "grader.cli", "batch", str(subs), "--out", str(out),
            "--workers", "2", "--namespace-prefix", prefix, "--timeout", "300"]  # fmt: skip
     first = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, cwd=REPO)
@@ -105,8 +107,10 @@ def resume_after_kill(subs: Path, out: Path, prefix: str, kill_after: int) -> di
         if first.poll() is not None:
             raise SystemExit("the batch ended before it could be killed")
         time.sleep(0.1)
-    first.send_signal(signal.SIGKILL)
+    signalled = time.monotonic()
+    first.send_signal(how)
     first.wait()
+    exited = time.monotonic() - signalled  # Ctrl-C must not wait for running gradings
     before = {p.name: p.read_bytes() for p in (out / "reports").glob("*.json")}
     start = time.monotonic()
     second = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, cwd=REPO)
@@ -122,6 +126,7 @@ def resume_after_kill(subs: Path, out: Path, prefix: str, kill_after: int) -> di
     after = {p.name: p.read_bytes() for p in (out / "reports").glob("*.json")}
     lost = [n for n, data in before.items() if after.get(n) != data]
     return {
+        "exit_after_signal": exited,
         "kept": len(before),
         "ready_to_grade_after_restart": skipped or 0.0,
         "first_result_after_restart": first_new or 0.0,
@@ -192,17 +197,22 @@ def main() -> int:
                          f"{summary.complete}/{summary.total} complete, {full} full marks, "
                          f"exit {summary.exit_code}"))  # fmt: skip
             print(f"{rows[-1][0]}: {secs:.1f} s ({rows[-1][2]})", flush=True)
-        subs = tmp / "subs-resume"
-        generate(subs, args.count, salt=uuid.uuid4().hex)
-        r = resume_after_kill(subs, tmp / "out-resume", f"{prefix}-resume", args.count // 3)
-        skipped = r["ready_to_grade_after_restart"]
-        rows.append(("resume after kill -9: finished ones skipped", skipped,
-                     "process start, every report and submission fingerprint checked"))  # fmt: skip
-        rows.append(("resume after kill -9: first new result", r["first_result_after_restart"],
-                     f"{r['kept']} kept, {r['lost_or_regraded']} lost or regraded"))  # fmt: skip
-        rows.append(("resume after kill -9: the rest", r["resume_total"],
-                     f"{r['final_reports']}/{args.count} reports, exit {r['exit']}"))  # fmt: skip
-        print(f"{rows[-1][0]}: {r}", flush=True)
+        for how, label in ((signal.SIGKILL, "kill -9"), (signal.SIGINT, "Ctrl-C")):
+            subs = tmp / f"subs-resume-{how.name}"
+            generate(subs, args.count, salt=uuid.uuid4().hex)
+            out = tmp / f"out-resume-{how.name}"
+            r = resume_after_kill(subs, out, f"{prefix}-{how.name}", args.count // 3, how)
+            kept = f"{r['kept']} kept, {r['lost_or_regraded']} lost or regraded"
+            done = f"{r['final_reports']}/{args.count} reports, exit {r['exit']}"
+            rows += [
+                (f"{label} of a 2-worker batch: exit", r["exit_after_signal"],
+                 "gradings in progress are abandoned, not waited for"),
+                (f"resume after {label}: finished ones skipped", r["ready_to_grade_after_restart"],
+                 "process start, every report and submission fingerprint checked"),
+                (f"resume after {label}: first new result", r["first_result_after_restart"], kept),
+                (f"resume after {label}: the rest", r["resume_total"], done),
+            ]  # fmt: skip
+            print(f"{label}: {r}", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

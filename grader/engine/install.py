@@ -1,8 +1,9 @@
 """Installing the engine from Debian's packages (Debian-like Linux, as root only).
 
-Debian bookworm ships docker.io 20.10 and no buildx, so on bookworm the engine packages
-(docker.io, docker-cli, docker-buildx, containerd) come from trixie with a low pin, and
-everything else stays on bookworm: ``/usr/bin/python3`` must not change.
+Debian bookworm ships docker.io 20.10, no buildx and Compose v1 only, so on bookworm the
+engine packages (docker.io, docker-cli, docker-buildx, containerd, and docker-compose: the
+v2 CLI plugin) come from trixie with a low pin, and everything else stays on bookworm:
+``/usr/bin/python3`` must not change.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ from pathlib import Path
 from grader import proc
 from grader.engine.steps import StepFailed, run_streamed, say, step
 
-ENGINE_PACKAGES = ("docker.io", "docker-cli", "docker-buildx", "containerd")
+ENGINE_PACKAGES = ("docker.io", "docker-cli", "docker-buildx", "containerd", "docker-compose")
+#: Compose >= 2.11 builds `build.platforms` (Lab 08); trixie's docker-compose 2.26 is the v2
+#: plugin (it depends on libc6 only), bookworm's 1.29 is v1.
+MIN_COMPOSE = (2, 11)
 SUPPORT_PACKAGES = (
     "qemu-user-static",
     "binfmt-support",
@@ -99,8 +103,13 @@ def missing_packages(extra: tuple[str, ...] = (), engine: bool = True) -> list[s
     docker = installed_version("docker.io")
     if docker is None or _version_tuple(docker) < MIN_DOCKER:
         missing += [p for p in ENGINE_PACKAGES]
-    elif installed_version("docker-buildx") is None:
-        missing.append("docker-buildx")
+    else:
+        if installed_version("docker-buildx") is None:
+            missing.append("docker-buildx")
+        compose = installed_version("docker-compose")
+        # Elsewhere Compose v1 may be all there is: not asked for again on every `up`.
+        if compose is None or (_needs_trixie() and _version_tuple(compose) < MIN_COMPOSE):
+            missing.append("docker-compose")
     return missing
 
 
@@ -136,7 +145,7 @@ def install_packages(extra: tuple[str, ...] = (), engine: bool = True) -> list[s
     if engine and _needs_trixie():
         if not TRIXIE_SOURCE.exists():
             _add_trixie_source()
-        targets += [f"{p}/trixie" for p in ENGINE_PACKAGES]
+        targets += [f"{p}/trixie" for p in engine]
     else:
         targets += engine
     with step("apt-get update"):

@@ -165,3 +165,24 @@ def test_existing_engine_skips_engine_packages(monkeypatch):
     assert "docker.io" in install.missing_packages()
     assert "docker.io" not in install.missing_packages(engine=False)
     assert "qemu-user-static" in install.missing_packages(engine=False)
+
+
+def test_compose_v2_comes_with_the_engine_on_bookworm(monkeypatch):
+    """Compose v1 (bookworm's 1.29) cannot build `build.platforms`: trixie's v2 replaces it;
+    an engine the course did not install gets no Compose from us."""
+    from grader.engine import install
+
+    versions = {"docker.io": "26.1.5+dfsg1-9", "docker-buildx": "0.13.1+ds1-3",
+                "docker-compose": "1.29.2-3"}  # fmt: skip
+    monkeypatch.setattr(install, "installed_version", versions.get)
+    monkeypatch.setattr(install, "_needs_trixie", lambda: True)
+    engine = set(install.ENGINE_PACKAGES)
+    assert [p for p in install.missing_packages() if p in engine] == ["docker-compose"]
+    assert "docker-compose" not in install.missing_packages(engine=False)
+    versions["docker-compose"] = "2.26.1-4"
+    assert not [p for p in install.missing_packages() if p in engine]
+    monkeypatch.setattr(install, "_needs_trixie", lambda: False)
+    versions["docker-compose"] = "1.29.2-3"  # e.g. an older Ubuntu: not asked for every time
+    assert "docker-compose" not in install.missing_packages()
+    del versions["docker.io"]
+    assert engine <= set(install.missing_packages())
