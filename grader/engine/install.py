@@ -98,14 +98,14 @@ def missing_packages(extra: tuple[str, ...] = (), engine: bool = True) -> list[s
     """Packages to install; ``engine=False`` when an engine already runs (maybe Docker's own
     docker-ce packages, which Debian's docker.io must not replace)."""
     missing = [p for p in (*SUPPORT_PACKAGES, *extra) if installed_version(p) is None]
-    if not engine:
-        return missing
     docker = installed_version("docker.io")
-    if docker is None or _version_tuple(docker) < MIN_DOCKER:
-        missing += [p for p in ENGINE_PACKAGES]
-    else:
-        if installed_version("docker-buildx") is None:
-            missing.append("docker-buildx")
+    if engine and (docker is None or _version_tuple(docker) < MIN_DOCKER):
+        return missing + list(ENGINE_PACKAGES)
+    if engine and installed_version("docker-buildx") is None:
+        missing.append("docker-buildx")
+    # Compose is a client plugin: added beside Debian's own engine even while it runs (an
+    # engine from Docker's docker-ce packages has its own plugin, which ours would clash with).
+    if engine or docker is not None:
         compose = installed_version("docker-compose")
         # Elsewhere Compose v1 may be all there is: not asked for again on every `up`.
         if compose is None or (_needs_trixie() and _version_tuple(compose) < MIN_COMPOSE):

@@ -178,7 +178,9 @@ def test_compose_v2_comes_with_the_engine_on_bookworm(monkeypatch):
     monkeypatch.setattr(install, "_needs_trixie", lambda: True)
     engine = set(install.ENGINE_PACKAGES)
     assert [p for p in install.missing_packages() if p in engine] == ["docker-compose"]
-    assert "docker-compose" not in install.missing_packages(engine=False)
+    # Debian's engine already running (the course started it): the plugin is still added.
+    assert "docker-compose" in install.missing_packages(engine=False)
+    assert "docker.io" not in install.missing_packages(engine=False)
     versions["docker-compose"] = "2.26.1-4"
     assert not [p for p in install.missing_packages() if p in engine]
     monkeypatch.setattr(install, "_needs_trixie", lambda: False)
@@ -186,3 +188,5 @@ def test_compose_v2_comes_with_the_engine_on_bookworm(monkeypatch):
     assert "docker-compose" not in install.missing_packages()
     del versions["docker.io"]
     assert engine <= set(install.missing_packages())
+    versions["docker-compose"] = None  # docker-ce's engine runs: its own plugin, not ours
+    assert "docker-compose" not in install.missing_packages(engine=False)
