@@ -156,6 +156,8 @@ def test_interrupted_batch_resumes_and_loses_nothing(tmp_path: Path, how: signal
     _, err = p.communicate(timeout=60)
     if how == signal.SIGINT:
         assert p.returncode == 130 and "interrupted" in err
+        rows = list(csv.DictReader((out / "grades.csv").open()))  # rewritten on the way out
+        assert [r["student"] for r in rows] == ["s1"]
     else:
         assert p.returncode == -signal.SIGKILL
     done_before = records(out)  # every report on disk parses: no torn writes
