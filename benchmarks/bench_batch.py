@@ -102,7 +102,13 @@ def resume_after_kill(
 ) -> dict:
     cmd = [sys.executable, "-m", "grader.cli", "batch", str(subs), "--out", str(out),
            "--workers", "2", "--namespace-prefix", prefix, "--timeout", "300"]  # fmt: skip
-    first = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, cwd=REPO)
+    # SIGINT at its default, as in a terminal, even when this script runs in the background.
+    first = subprocess.Popen(
+        cmd,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     while len(list((out / "reports").glob("*.json"))) < kill_after:
         if first.poll() is not None:
             raise SystemExit("the batch ended before it could be killed")

@@ -127,6 +127,13 @@ def _grader(*args: str) -> list[str]:
     return [sys.executable, "-m", "grader.cli", "batch", *args]
 
 
+def _sigint_as_in_a_terminal() -> None:
+    """Ctrl-C's SIGINT at its default in the child, as for a command typed in a terminal.
+    A test run started in the background by a shell without job control (`cmd &` in a
+    script, as CI runners may do) inherits SIGINT ignored, and so would the batch."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _wait_for_reports(out: Path, n: int, proc: subprocess.Popen, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while len(list((out / "reports").glob("*.json"))) < n:
@@ -149,11 +156,18 @@ def test_interrupted_batch_resumes_and_loses_nothing(tmp_path: Path, how: signal
     out = tmp_path / "out"
     args = [str(subs), "--out", str(out), "--namespace-prefix", unique_prefix(),
             "--platforms", "linux/amd64", "--timeout", "400"]  # fmt: skip
-    p = subprocess.Popen(_grader(*args), stderr=subprocess.PIPE, text=True)
-    _wait_for_reports(out, 1, p)
-    time.sleep(1)  # s2's build.sh is sleeping now
-    p.send_signal(how)
-    _, err = p.communicate(timeout=60)
+    p = subprocess.Popen(
+        _grader(*args), stderr=subprocess.PIPE, text=True, preexec_fn=_sigint_as_in_a_terminal
+    )
+    try:
+        _wait_for_reports(out, 1, p)
+        time.sleep(1)  # s2's build.sh is sleeping now
+        p.send_signal(how)
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:  # a failed test leaves no batch running into the next ones
+            p.kill()
+            p.wait()
     if how == signal.SIGINT:
         assert p.returncode == 130 and "interrupted" in err
         rows = list(csv.DictReader((out / "grades.csv").open()))  # rewritten on the way out
