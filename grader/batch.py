@@ -27,6 +27,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import stat
 import sys
 import threading
@@ -632,14 +633,22 @@ def cli(args) -> int:
         if problem:
             print(f"grader batch: cannot run build.sh safely here: {problem}", file=sys.stderr)
             return 2
+    received: list[int] = []
+
+    def terminated(signum, _frame) -> None:  # `kill`, `timeout`, a service manager
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminated)
     try:
         summary = run_batch(root, opts)
     except KeyboardInterrupt:
-        print("grader batch: interrupted; finished reports are kept, run the same command "
+        why = "terminated" if received else "interrupted"
+        print(f"grader batch: {why}; finished reports are kept, run the same command "
               "again to continue", file=sys.stderr)  # fmt: skip
         sys.stderr.flush()
         # Running gradings are abandoned (their sandboxes die with this process).
-        os._exit(130)
+        os._exit(128 + (received[0] if received else signal.SIGINT))
     if args.gradebook and not summary.stopped:
         from grader.gradebook import export
 
