@@ -411,7 +411,7 @@ def run_engine_checks(
         if opts.log_dir is not None:
             _keep_logs(ws, opts.log_dir)
         ws.remove()
-        if opts.namespace is not None:  # batch: the registry keeps it; the engine need not
+        if opts.namespace is not None:  # batch: what `runs` pulled (the registry keeps it)
             remove_local_images(f"{registry}/{namespace}")
     results = [idem, build, runs]
     infra = next(
