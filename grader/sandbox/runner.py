@@ -387,15 +387,16 @@ def cleanup_engine(policy: Policy) -> None:
         remove_local_images(policy.repository)
 
 
+def local_images() -> set[str]:
+    """``repository:tag`` of every image the engine holds locally."""
+    argv = ["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}"]
+    return set(proc.run(argv, timeout=60, check=False).stdout.split())
+
+
 def remove_local_images(repository: str) -> None:
     """Untag the engine's local copies of images under ``repository/`` (never others)."""
     with contextlib.suppress(proc.CommandError):
-        listed = proc.run(
-            ["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}"],
-            timeout=60,
-            check=False,
-        ).stdout.split()
-        mine = [n for n in listed if n.startswith(repository + "/")]
+        mine = sorted(n for n in local_images() if n.startswith(repository + "/"))
         if mine:
             proc.run(["docker", "image", "rm", *mine], timeout=120, check=False)
 

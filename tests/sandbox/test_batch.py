@@ -18,6 +18,7 @@ from grader.batch import BatchOptions, run_batch
 from grader.criteria import CRITERIA
 from grader.registry import RegistryClient, RegistryError
 from grader.sandbox.limits import Limits
+from grader.sandbox.runner import local_images
 
 ENGINE_IDS = ("idempotent", "build", "runs", "manifest", "image-arch")
 
@@ -113,9 +114,7 @@ def test_hostile_submissions_do_not_disturb_the_others(tmp_path: Path, registry_
             assert crit["idempotent"]["findings"], name
     assert other_digest() == before  # nobody's repository was overwritten
     # The engine keeps no local copy of the graded images (the registry has them).
-    local = subprocess.run(["docker", "image", "ls", "--format", "{{.Repository}}"],
-                           capture_output=True, text=True, check=True).stdout  # fmt: skip
-    assert f"/{opts.namespace_prefix}/" not in local
+    assert not [n for n in local_images() if f"/{opts.namespace_prefix}/" in n]
     rows = list(csv.DictReader((out / "grades.csv").open()))
     assert len(rows) == len(recs) and set(rows[0]) >= {c.id for c in CRITERIA}
 

@@ -25,7 +25,7 @@ from grader.engine.config import state_dir
 from grader.report import Report
 from grader.sandbox import sandbox_problem
 from grader.sandbox.limits import Limits
-from grader.sandbox.runner import default_work_root
+from grader.sandbox.runner import default_work_root, local_images
 
 pytestmark = [pytest.mark.engine, pytest.mark.registry]
 
@@ -62,11 +62,6 @@ def _shadow_hashes() -> list[str]:
     return [f.split(":")[1] for f in lines if len(f.split(":")) > 2 and len(f.split(":")[1]) > 3]
 
 
-def _local_images() -> set[str]:
-    out = proc.run(["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}"], timeout=60)
-    return set(out.stdout.split())
-
-
 @pytest.fixture(scope="module")
 def instructor(tmp_path_factory):
     """A fake instructor: HOME with credentials, an env var and a host file, one secret."""
@@ -99,7 +94,7 @@ def instructor(tmp_path_factory):
     before = _tree_digest(home)
     # A local base image for prune-shared-cache to aim at (pulled through the course mirror).
     proc.run(["docker", "pull", "-q", "busybox:latest"], timeout=300)
-    images = _local_images()
+    images = local_images()
     yield {
         "secret": secret, "home": home, "before": before, "host_file": host_file,
         "images": images,
@@ -163,7 +158,7 @@ def test_shared_engine_intact_after_hostile_runs(instructor) -> None:
     """prune-shared-cache and friends were refused: the base images every submission
     builds from are still there, and the shared builder still builds both platforms."""
     proc.run(["docker", "image", "inspect", "busybox:latest"], timeout=30)
-    assert instructor["images"] <= _local_images(), "an image other submissions use is gone"
+    assert instructor["images"] <= local_images(), "an image other submissions use is gone"
     out = proc.run(["docker", "buildx", "ls"], timeout=30).stdout
     assert "default" in out and "linux/arm64" in out
 
