@@ -11,9 +11,11 @@ import os
 from pathlib import Path
 
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
-from nbgrader.preprocessors import GetGrades
+from nbgrader.converters import GenerateAssignment
+from nbgrader.preprocessors import ClearSolutions, GetGrades
 
-from grader.hidden_tests import StripHiddenTests
+from grader.course.hidden_tests import StripHiddenTests
+from grader.course.starters import ClearSolutionsWithStarters
 
 c = get_config()  # noqa: F821 - injected by nbgrader when it loads this file
 
@@ -27,7 +29,7 @@ c.CourseDirectory.release_directory = "labs"
 c.CourseDirectory.db_url = os.environ.get(
     "COURSE_GRADEBOOK", "sqlite:///" + str(ROOT / "gradebook.db")
 )
-# The challenge's reference solution stays in source/challenge/reference-solution/: never
+# The challenge's reference solution stays in source/07-challenge/reference-solution/: never
 # released to learners, never copied into their autograded submissions.
 c.CourseDirectory.ignore = [
     ".ipynb_checkpoints",
@@ -56,6 +58,13 @@ c.Autograde.exclude_overwriting = {
     for assignment in sorted((ROOT / "source").glob("*"))
     if assignment.is_dir()
 }
+
+# A %%writefile answer cell is released with its starter text (the file to fix), not with
+# nbgrader's Python stub, which would become the file (grader/course/starters.py).
+c.GenerateAssignment.preprocessors = [
+    ClearSolutionsWithStarters if p is ClearSolutions else p
+    for p in GenerateAssignment.class_traits()["preprocessors"].make_dynamic_default()
+]
 
 # Hidden tests stay hidden in feedback too (nbgrader's default feedback shows them).
 c.GenerateFeedback.preprocessors = [GetGrades, StripHiddenTests, CSSHTMLHeaderPreprocessor]

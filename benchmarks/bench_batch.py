@@ -28,10 +28,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from grader.batch import BatchOptions, run_batch  # noqa: E402
-from grader.checks import engine  # noqa: E402
-from grader.sandbox.limits import Limits  # noqa: E402
-from grader.sandbox.runner import default_work_root  # noqa: E402
+from grader.grading.batch.run import BatchOptions, run_batch  # noqa: E402
+from grader.grading.checks import run as engine  # noqa: E402
+from grader.grading.sandbox.limits import Limits  # noqa: E402
+from grader.grading.sandbox.runner import default_work_root  # noqa: E402
 
 DOCKERFILE = """\
 FROM --platform=$BUILDPLATFORM busybox:latest AS build
@@ -77,11 +77,14 @@ def generate(root: Path, count: int, salt: str) -> None:
         (d / "Dockerfile").write_text(dockerfile)
 
 
-def batch_run(subs: Path, out: Path, workers: int, prefix: str) -> tuple[float, object]:
+def batch_run(
+    subs: Path, out: Path, workers: int, prefix: str, isolate: bool = True
+) -> tuple[float, object]:
     opts = BatchOptions(
         out=out,
         workers=workers,
         namespace_prefix=prefix,
+        isolate=isolate,
         limits=Limits(seconds=300, command_seconds=300),
         progress=lambda line: None,
     )
@@ -160,19 +163,20 @@ def hostile_table() -> list[tuple[str, str, bool, bool, float]]:
         crashed = escaped = False
         status = "?"
         try:
-            with engine.engine_options(
+            opts = engine.EngineOptions(
                 namespace=f"bench-hostile-{uuid.uuid4().hex[:6]}/{d.name}",
                 limits=Limits(seconds=10, command_seconds=10, output=1 << 20, processes=64),
                 build_timeout=10,
                 run_timeout=30,
                 log_dir=logs,
-            ) as opts:
-                results = engine.check_engine(d, None, ("linux/amd64", "linux/arm64"))
+            )
+            outcome = engine.check_engine(d, None, ("linux/amd64", "linux/arm64"), opts=opts)
+            results = outcome.results
             status = results[0].status
             crashed = any(r.status == "error" for r in results)
             kept = json.dumps([r.__dict__ for r in results], default=str)
             kept += "".join(p.read_text(errors="replace") for p in logs.glob("*.log"))
-            kept += json.dumps([e.__dict__ for e in opts.outcome.sandbox.events])
+            kept += json.dumps([e.__dict__ for e in outcome.sandbox.events])
             escaped = secret in kept or any(t.exists() for t in targets)
         except Exception as e:  # a crash of the grader itself
             crashed = True
@@ -183,11 +187,43 @@ def hostile_table() -> list[tuple[str, str, bool, bool, float]]:
     return rows
 
 
+def compare_wall(count: int) -> int:
+    """Before/after the wall, same machine, same run: 2 workers, ``count`` submissions."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench-wall-", dir=default_work_root().parent))
+    prefix = f"bench-wall-{uuid.uuid4().hex[:6]}"
+    rows = []
+    try:
+        for isolate, label in ((False, "shared root engine (before)"),
+                               (True, "worker engines (after)")):  # fmt: skip
+            subs = tmp / f"subs-{isolate}"
+            generate(subs, count, salt=uuid.uuid4().hex)
+            out = tmp / f"out-{isolate}"
+            name = f"{prefix}-{'wall' if isolate else 'shared'}"
+            secs, summary = batch_run(subs, out, 2, name, isolate=isolate)
+            s = scores(out)
+            full = sum(1 for v in s.values() if v == 12)
+            rows.append((label, secs, f"{summary.complete}/{summary.total} complete, "
+                         f"{full} full marks, exit {summary.exit_code}"))  # fmt: skip
+            print(f"{label}: {secs:.1f} s ({rows[-1][2]})", flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"\n| batch of {count}, 2 workers | seconds | notes |\n|---|---:|---|")
+    for name, secs, note in rows:
+        print(f"| {name} | {secs:.1f} | {note} |")
+    print(f"\nratio after/before: {rows[1][1] / rows[0][1]:.2f}")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--count", type=int, default=50)
     ap.add_argument("--skip-hostile", action="store_true")
+    ap.add_argument("--compare-wall", action="store_true",
+                    help="only: 2 workers on the shared root engine (before the wall) and "
+                    "on worker engines (after), in one run; prints the ratio")  # fmt: skip
     args = ap.parse_args()
+    if args.compare_wall:
+        return compare_wall(args.count)
     tmp = Path(tempfile.mkdtemp(prefix="bench-batch-", dir=default_work_root().parent))
     prefix = f"bench-batch-{uuid.uuid4().hex[:6]}"
     rows = []

@@ -1,9 +1,11 @@
 """How long the labs take to run, release and grade: the numbers CI's 90 minutes depend on.
 
-    .venv/bin/python benchmarks/bench_labs.py [--labs 00-welcome,challenge] [--skip-engine]
+    .venv/bin/python benchmarks/bench_labs.py [--labs 00-welcome,07-challenge] [--skip-engine]
+                                              [--runs N]
 
 Prints one table: per lab, its source notebook (solutions) run by papermill on the engine
-and its released notebook run with COURSE_NO_ENGINE=1; then `scripts/release-labs --check`,
+and its released notebook run with COURSE_NO_ENGINE=1 (with ``--runs N``: the median and
+range of N runs after one uncounted warm-up); then `scripts/release-labs --check`,
 the challenge's reference solution graded statically and fully (warm cache: the build
 cache holds its layers after the first run, as on an instructor's machine), and the
 overhead of one labkit.sh() call.
@@ -28,8 +30,9 @@ sys.path.insert(0, str(REPO / "tests" / "labs"))
 from labs_nbtools import errors, execute, work_copy  # noqa: E402
 
 import grader  # noqa: E402
-from grader import labkit, proc  # noqa: E402
-from grader.labs_release import RELEASE, SOURCE, assignments, check_up_to_date  # noqa: E402
+from grader import proc  # noqa: E402
+from grader.course import labkit  # noqa: E402
+from grader.course.release import RELEASE, SOURCE, assignments, check_up_to_date  # noqa: E402
 
 
 def timed(fn) -> tuple[float, object]:
@@ -57,10 +60,26 @@ def run_lab(path: Path, tmp: Path, *, solution: bool, no_engine: bool) -> tuple[
                 os.environ["COURSE_NO_ENGINE"] = old
 
 
+def repeat(run, runs: int) -> tuple[str, int]:
+    """One run, or a warm-up then ``runs`` timed runs: ``"median (min-max)"`` and the last
+    run's count of raised cells."""
+    if runs <= 1:
+        seconds, raised = run(0)
+        return f"{seconds:.1f}", raised
+    run("warm")
+    times = []
+    for k in range(runs):
+        seconds, raised = run(k)
+        times.append(seconds)
+    times.sort()
+    return f"{times[len(times) // 2]:.1f} ({times[0]:.1f}-{times[-1]:.1f})", raised
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--labs", default="", help="comma-separated ids (default: all)")
     parser.add_argument("--skip-engine", action="store_true", help="only no-engine timings")
+    parser.add_argument("--runs", type=int, default=1, help="timed runs per lab (after a warm-up)")
     opts = parser.parse_args()
     labs = [x for x in opts.labs.split(",") if x] or assignments()
     rows: list[tuple[str, str, str]] = []
@@ -68,12 +87,21 @@ def main() -> int:
         tmp = Path(tmp_dir)
         for aid in labs:
             if not opts.skip_engine:
-                s, n = run_lab(SOURCE / aid, tmp, solution=True, no_engine=False)
-                rows.append((f"{aid}: source notebook, engine", f"{s:.1f}", f"{n} cells raised"))
+                s, n = repeat(
+                    lambda k, aid=aid: run_lab(
+                        SOURCE / aid, tmp / f"s{k}", solution=True, no_engine=False
+                    ),
+                    opts.runs,
+                )
+                rows.append((f"{aid}: source notebook, engine", s, f"{n} cells raised"))
             if (RELEASE / aid).is_dir():
-                s, n = run_lab(RELEASE / aid, tmp, solution=False, no_engine=True)
-                rows.append((f"{aid}: released, no engine", f"{s:.1f}",
-                             f"{n} unanswered cells raised"))  # fmt: skip
+                s, n = repeat(
+                    lambda k, aid=aid: run_lab(
+                        RELEASE / aid, tmp / f"r{k}", solution=False, no_engine=True
+                    ),
+                    opts.runs,
+                )
+                rows.append((f"{aid}: released, no engine", s, f"{n} unanswered cells raised"))
         s, problems = timed(check_up_to_date)
         rows.append(
             (
@@ -82,8 +110,8 @@ def main() -> int:
                 "up to date" if not problems else f"{len(problems)} differences",
             )
         )
-        ref = tmp / "ref" / "challenge"
-        shutil.copytree(SOURCE / "challenge" / "reference-solution", ref)
+        ref = tmp / "ref" / "07-challenge"
+        shutil.copytree(SOURCE / "07-challenge" / "reference-solution", ref)
         s, report = timed(lambda: grader.check(ref, static=True))
         rows.append(
             (

@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from grader import noengine, recorded  # noqa: E402
+from grader.course import noengine, recorded  # noqa: E402
 
 
 def _timed(fn, repeat: int = 3) -> float:

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from grader.buildprogress import BuildProgress
+from grader.docker.progress import BuildProgress
 
 FIXTURES = Path(__file__).parents[1] / "tests" / "fixtures" / "rawjson"
 SOURCES = ("emulated-two-platform", "cross-go-two-platform", "failing-run-arm64")

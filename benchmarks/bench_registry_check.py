@@ -19,8 +19,8 @@ import uuid
 from pathlib import Path
 
 from grader import proc
-from grader.checks.registry import check_image
 from grader.engine.config import registry_host
+from grader.grading.checks.image import check_image
 
 IMAGES = {
     "go cross-compile (scratch)": """\

@@ -11,6 +11,9 @@ def _engine(args: argparse.Namespace) -> int:
     from grader import engine, proc
     from grader.engine.steps import StepFailed  # imported here: keeps `grader check` fast
 
+    if args.action == "scope":  # only reached with options before it; main() routes the rest
+        print("usage: grader engine scope {start,stop,status,add,remove,list,denied,settings}")
+        return 2
     if args.action == "doctor":
         report = engine.diagnose()
         print(report.to_json() if args.json else report.table())
@@ -40,7 +43,7 @@ def _engine(args: argparse.Namespace) -> int:
 def _lab(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from grader import lab
+    from grader.course import jupyterlab as lab
 
     if args.action == "stop":
         print("JupyterLab stopped" if lab.stop() else "JupyterLab was not running")
@@ -55,7 +58,7 @@ def _lab(args: argparse.Namespace) -> int:
 
 
 def _record(args: argparse.Namespace) -> int:
-    from grader.recorded import record_main
+    from grader.course.record import record_main
 
     return record_main(
         args.labs, out=args.out, timeout=args.timeout, keep_partial=args.keep_partial
@@ -64,7 +67,7 @@ def _record(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     """Exit 0: every evaluated criterion passed; 1: some did not; 2: could not run."""
-    from grader.checker import SubmissionUnreadable, check, parse_platforms
+    from grader.grading.api import SubmissionUnreadable, check, parse_platforms
 
     try:
         platforms = parse_platforms(args.platforms)
@@ -79,11 +82,11 @@ def _check(args: argparse.Namespace) -> int:
     code = 0 if report.passed else 1
     try:
         if args.format == "json":
-            from grader.reporters import render_json
+            from grader.grading.reporters import render_json
 
             print(render_json(report))
         else:
-            from grader.reporters import write_text
+            from grader.grading.reporters import write_text
 
             write_text(report, sys.stdout)
         sys.stdout.flush()
@@ -97,7 +100,7 @@ def _check(args: argparse.Namespace) -> int:
 def _rules(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from grader import rulesdoc
+    from grader.grading.rules import doc as rulesdoc
 
     text = rulesdoc.render_json() if args.format == "json" else rulesdoc.render_markdown()
     if args.check:
@@ -121,7 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     eng = sub.add_parser("engine", help="set up, check or stop the build engine")
-    eng.add_argument("action", choices=["up", "down", "doctor"])
+    eng.add_argument(
+        "action",
+        choices=["up", "down", "doctor", "scope"],
+        help="scope: the registry scope proxy (`grader engine scope --help`)",
+    )
     eng.add_argument("--json", action="store_true", help="machine-readable report")
     eng.add_argument(
         "--no-base-images", action="store_true", help="up: do not build the base images"
@@ -144,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
         "record", help="run labs on the real engine and store their outputs for no-engine mode"
     )
     rec.add_argument("labs", nargs="*", help="lab ids (default: every lab in source/)")
-    rec.add_argument("--out", help="recordings folder (default: grader/recordings)")
+    rec.add_argument("--out", help="recordings folder (default: grader/course/recordings)")
     rec.add_argument("--timeout", type=float, default=3600, help="seconds per lab")
     rec.add_argument(
         "--keep-partial", action="store_true", help="a lab that fails keeps what it recorded"
@@ -173,13 +180,24 @@ def build_parser() -> argparse.ArgumentParser:
     rul.add_argument("--check", metavar="PATH", help="exit 1 when PATH is not up to date")
     rul.set_defaults(func=_rules)
 
-    from grader import batch
+    from grader.grading.batch import run as batch
 
     batch.add_subparser(sub)
+    from grader.grading.batch import autograde
+
+    autograde.add_subparser(sub)
+    from grader.classroom import cli as hub
+
+    hub.add_subparser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:2] == ["engine", "scope"]:  # a command set of its own (grader/engine/scope.py)
+        from grader.engine import scope
+
+        return scope.main(argv[2:], prog="grader engine scope")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -10,9 +10,10 @@ import uuid
 
 import pytest
 
+from grader.course.noengine import engine_available
+from grader.docker import registry
 from grader.engine import services
 from grader.engine.config import settings
-from grader.noengine import engine_available
 
 REQUIRE = os.environ.get("COURSE_REQUIRE_ENGINE") == "1"
 
@@ -21,7 +22,7 @@ REQUIRE = os.environ.get("COURSE_REQUIRE_ENGINE") == "1"
 def _missing(marker: str) -> str | None:
     if marker == "engine" and not engine_available():
         return "no Docker engine answers (run `grader engine up`)"
-    if marker == "registry" and not services.registry_answers(settings().registry_host):
+    if marker == "registry" and not registry.registry_answers(settings().registry_host):
         return f"the course registry {settings().registry_host} does not answer"
     if marker == "qemu":
         entries = services.binfmt_entries()
@@ -52,6 +53,18 @@ def unique_repo(registry_host: str, request: pytest.FixtureRequest) -> str:
     """A registry repository no other test uses: ``HOST/test/<test-name>-<random>``."""
     name = "".join(ch if ch.isalnum() else "-" for ch in request.node.name.lower())[:40]
     return f"{registry_host}/test/{name.strip('-')}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def local_busybox() -> str:
+    """busybox:latest in the shared engine's store for both course platforms: tests that
+    create containers through the API (no implicit pull) or compare a run's whole output
+    (no pull progress) must not depend on an earlier test having pulled it."""
+    from grader import proc
+
+    for platform in ("linux/amd64", "linux/arm64"):
+        proc.run(["docker", "pull", "-q", "--platform", platform, "busybox:latest"], timeout=300)
+    return "busybox:latest"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -139,6 +139,9 @@ class FakeRegistry:
             expected = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
             if self.faults.get("/token") == "no-token":
                 return self._send(h, 200, b"{}", {"Content-Type": "application/json"})
+            if self.faults.get("/token") == "nested":  # a stack-blowing token answer
+                body = b'{"token": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"
+                return self._send(h, 200, body, {"Content-Type": "application/json"})
             if self.faults.get("/token") == "need-login" and given != f"Basic {expected}":
                 return self._error(h, 401, "UNAUTHORIZED", "login first")
             body = json.dumps({"token": self.TOKEN, "expires_in": 300}).encode()

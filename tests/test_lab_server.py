@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from grader import lab
+from grader.course import jupyterlab as lab
 from grader.engine import services
 
 

@@ -50,6 +50,58 @@ def test_environment_and_pyproject_name_the_same_dependencies():
     )
 
 
+def _declared_names(requirements: list[str]) -> set[str]:
+    return {
+        re.split(r"[=<>~!\[; ]", r, maxsplit=1)[0].lower().replace("_", "-") for r in requirements
+    }
+
+
+def third_party_imports(package: Path) -> dict[str, str]:
+    """Top-level modules imported anywhere under ``package`` (inside functions too) that are
+    neither the standard library nor the project, each with one file that imports it."""
+    found: dict[str, str] = {}
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top not in sys.stdlib_module_names and top != package.name:
+                    found.setdefault(top, str(path.relative_to(package.parent)))
+    return found
+
+
+def test_every_module_the_grader_imports_is_declared():
+    """A module grader/ imports that comes only as another package's dependency breaks when
+    that package drops it (nbformat, nbconvert and IPython were imported, never declared)."""
+    import importlib.metadata
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = _declared_names(project["dependencies"])
+    dists = importlib.metadata.packages_distributions()
+    undeclared = []
+    for module, where in sorted(third_party_imports(ROOT / "grader").items()):
+        names = {d.lower().replace("_", "-") for d in dists.get(module, [module])}
+        if not names & declared:
+            undeclared.append(f"{module} ({' or '.join(sorted(names))}), imported by {where}")
+    assert not undeclared, "declare in pyproject.toml and environment.yml: " + "; ".join(undeclared)
+    assert "nbval" not in declared, "nbval runs the tests only: it belongs in the test extra"
+    assert any(r.startswith("nbval") for r in project["optional-dependencies"]["test"])
+
+
+def test_the_import_scan_sees_imports_inside_functions(tmp_path):
+    pkg = tmp_path / "grader"
+    pkg.mkdir()
+    (pkg / "m.py").write_text(
+        "import os\nfrom . import y\ndef f():\n    import nbformat.v4\n    from grader import x\n"
+    )
+    assert third_party_imports(pkg) == {"nbformat": "grader/m.py"}
+
+
 def test_conda_part_holds_only_python_and_pip():
     """Every Python dependency is in the pip section, so a venv reproduces the environment."""
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
@@ -98,8 +150,14 @@ def _free_port() -> int:
     raise RuntimeError("no free port in 5100-5199")
 
 
-def _landing(args: list[str], env: dict[str, str] | None = None, app: str = "jupyter-lab") -> str:
-    """Start JupyterLab through binder/start; return where its front page redirects."""
+def _landing(
+    args: list[str],
+    env: dict[str, str] | None = None,
+    app: str = "jupyter-lab",
+    page: str | None = None,
+) -> str:
+    """Start JupyterLab through binder/start; return where its front page redirects (or,
+    with ``page``, that page's HTML)."""
     port = _free_port()
     token = "binder-start-test"
     argv = [
@@ -122,9 +180,15 @@ def _landing(args: list[str], env: dict[str, str] | None = None, app: str = "jup
             try:
                 opener.open(f"http://127.0.0.1:{port}/?token={token}", timeout=5)
             except urllib.error.HTTPError as e:
-                if e.code in (301, 302):
+                if e.code not in (301, 302):
+                    raise
+                if page is None:
                     return e.headers["Location"].split("?", 1)[0]
-                raise
+                url = f"http://127.0.0.1:{port}{page}?token={token}"
+                with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
+                    url, timeout=30
+                ) as resp:
+                    return resp.read().decode()
             except (urllib.error.URLError, ConnectionError):
                 time.sleep(0.3)
         raise AssertionError("JupyterLab did not answer within 60 s")
@@ -142,6 +206,22 @@ def test_start_opens_the_welcome_lab(app):
 def test_start_keeps_a_page_the_launch_link_chose():
     assert _landing(["--LabApp.default_url=/lab/tree/README.md"]).endswith("/lab/tree/README.md")
     assert not _landing([], env={"JUPYTERHUB_DEFAULT_URL": "/lab"}).endswith(WELCOME)
+
+
+def _preferred_path(html: str) -> str | None:
+    """The file browser's starting folder in a JupyterLab page's config."""
+    found = re.search(r'"preferredPath":\s*"([^"]*)"', html)
+    return found[1].strip("/") if found else None
+
+
+def test_start_opens_the_file_browser_on_labs():
+    """Binder serves the whole public repository (source/ holds the solutions): the file
+    browser starts in labs/, also when a hub or the launch link chose the page."""
+    assert _preferred_path(_landing([], page="/lab")) == "labs"
+    hub = _landing([], env={**os.environ, "JUPYTERHUB_DEFAULT_URL": "/lab"}, page="/lab")
+    assert _preferred_path(hub) == "labs"
+    chosen = _landing(["--ContentsManager.preferred_dir=source"], page="/lab")
+    assert _preferred_path(chosen) == "source", "a folder the command chose wins"
 
 
 def _status(bindir: Path, env: dict[str, str], path: str) -> int:
@@ -196,7 +276,7 @@ def lab_import_statements() -> list[str]:
 
 def test_the_labs_import_the_course_package():
     statements = lab_import_statements()
-    assert any("grader.labkit" in s for s in statements), statements
+    assert any("grader.course.labkit" in s for s in statements), statements
 
 
 @pytest.mark.slow

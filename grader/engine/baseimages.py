@@ -18,9 +18,9 @@ from importlib import resources
 from pathlib import Path
 
 from grader import proc
+from grader.docker.registry import RegistryClient, RegistryError
 from grader.engine.config import PLATFORMS, Settings
 from grader.engine.steps import run_streamed, say, step
-from grader.registry import RegistryClient, RegistryError
 
 DEBIAN_SUITE = "bookworm"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
@@ -76,6 +76,8 @@ RECIPES: tuple[Recipe, ...] = (
     Recipe("busybox", ("busybox:latest", "busybox:stable")),
     Recipe("python", ("python:3.11-slim", "python:3.11-slim-bookworm", "python:3.11")),
     Recipe("golang", ("golang:1.19", "golang:1.19-bookworm")),
+    # Lab 09 starts a registry of its own, as guides do with `docker run registry:2`.
+    Recipe("registry", ("registry:2", "registry:2.8")),
 )
 
 

@@ -65,8 +65,11 @@ def settings() -> Settings:
 
 
 def registry_host() -> str:
-    """The course registry as ``host:port`` (what tags and Dockerfiles use)."""
-    return settings().registry_host
+    """The course registry as ``host:port`` (what tags and Dockerfiles use):
+    ``COURSE_REGISTRY`` where the engine reaches it under another name (a learner's engine on
+    the class hub, a grading worker's engine), else the course engine's loopback registry."""
+    named = os.environ.get("COURSE_REGISTRY", "").strip()
+    return named or settings().registry_host
 
 
 @contextmanager

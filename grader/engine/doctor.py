@@ -11,6 +11,8 @@ import platform
 from dataclasses import asdict, dataclass, field
 
 from grader import proc
+from grader.docker import engine_api
+from grader.docker.registry import registry_answers
 from grader.engine import baseimages, services
 from grader.engine.config import PLATFORMS, Settings, settings
 
@@ -64,16 +66,6 @@ class Report:
 UP = "grader engine up"
 
 
-def _docker_json(argv: list[str], timeout: float = 20):
-    done = proc.run(argv, timeout=timeout, check=False)
-    if not done.ok:
-        return None, done
-    try:
-        return json.loads(done.stdout), done
-    except ValueError:
-        return None, done
-
-
 def builders() -> list[dict]:
     """``docker buildx ls`` as a list of builders (buildx >= 0.13 prints JSON lines)."""
     done = proc.run(["docker", "buildx", "ls", "--format", "json"], timeout=30, check=False)
@@ -111,18 +103,32 @@ def builder_platforms(builder: dict) -> list[str]:
 
 
 def diagnose(cfg: Settings | None = None) -> Report:
+    """Every probe in turn; a probe that cannot run without an earlier one (no client, no
+    engine) is skipped or reports why."""
     cfg = cfg or settings()
     r = Report()
-    system = platform.system()
     r.facts.update(
-        system=system,
+        system=platform.system(),
         machine=platform.machine(),
         state_dir=str(cfg.state),
         registry=cfg.registry_host,
     )
-    desktop = system in ("Darwin", "Windows")
+    if not _probe_client(r):
+        return r
+    info = _probe_engine(r, cfg)
+    containerd_store = _containerd_store(r, info)
+    buildx_ok = _probe_buildx(r)
+    if info is not None and buildx_ok:
+        _probe_builder(r, containerd_store)
+    _probe_binfmt(r)
+    registry_ok = _probe_registry(r, cfg)
+    if info is not None and registry_ok:
+        _probe_base_images(r, cfg)
+    return r
 
-    # client
+
+def _probe_client(r: Report) -> bool:
+    """The docker CLI; False when there is none (nothing else can be asked)."""
     client = proc.run(
         ["docker", "version", "--format", "{{.Client.Version}}"], timeout=20, check=False
     )
@@ -134,59 +140,63 @@ def diagnose(cfg: Settings | None = None) -> Report:
     )
     if not client.ok and client.returncode == 127:
         r.add("engine", False, "no docker client", UP)
-        return r
+        return False
+    return True
 
-    # engine
-    info, done = _docker_json(["docker", "info", "--format", "{{json .}}"], timeout=30)
-    engine_ok = bool(info) and not info.get("ServerErrors")
-    ours = services.owned_pid(cfg, "dockerd") is not None
-    if engine_ok:
-        version = info.get("ServerVersion", "?")
-        who = (
-            "started by the course"
-            if ours
-            else (
-                "Docker Desktop"
-                if "desktop" in (info.get("OperatingSystem") or "").lower()
-                else "already running"
-            )
-        )
-        r.add("engine", True, f"Docker Engine {version} ({who})")
-        r.facts["engine_version"] = version
-        major = int(version.split(".")[0]) if version.split(".")[0].isdigit() else 0
-        r.add(
-            "engine version >= 26",
-            major >= 26,
-            version,
-            "upgrade Docker Engine (Debian bookworm: `grader engine up` takes it from trixie)",
-            required=False,
-        )
+
+def _probe_engine(r: Report, cfg: Settings) -> dict | None:
+    """The engine (GET /info) and its version; its info when it answers."""
+    info, why_not = engine_api.info(timeout=30)
+    if not info or info.get("ServerErrors"):
+        _engine_missing(r, cfg, info, why_not)
+        return None
+    version = info.get("ServerVersion", "?")
+    r.add("engine", True, f"Docker Engine {version} ({_whose_engine(cfg, info)})")
+    r.facts["engine_version"] = version
+    major = int(version.split(".")[0]) if version.split(".")[0].isdigit() else 0
+    r.add(
+        "engine version >= 26",
+        major >= 26,
+        version,
+        "upgrade Docker Engine (Debian bookworm: `grader engine up` takes it from trixie)",
+        required=False,
+    )
+    return info
+
+
+def _whose_engine(cfg: Settings, info: dict) -> str:
+    if services.owned_pid(cfg, "dockerd") is not None:
+        return "started by the course"
+    if "desktop" in (info.get("OperatingSystem") or "").lower():
+        return "Docker Desktop"
+    return "already running"
+
+
+def _engine_missing(r: Report, cfg: Settings, info: dict | None, why_not: str) -> None:
+    why = (info or {}).get("ServerErrors") or why_not.strip().splitlines()[-1:] or ["?"]
+    if platform.system() in ("Darwin", "Windows"):
+        remedy = "start Docker Desktop"
+    elif os.geteuid() == 0:
+        remedy = f"{UP} (as root: installs and starts dockerd)"
     else:
-        why = (info or {}).get("ServerErrors") or done.stderr.strip().splitlines()[-1:] or ["?"]
-        remedy = (
-            "start Docker Desktop"
-            if desktop
-            else (
-                f"{UP} (as root: installs and starts dockerd)"
-                if os.geteuid() == 0
-                else f"sudo {UP}"
-            )
-        )
-        was_ours = cfg.pidfile("dockerd").exists()
-        detail = "no engine answers: " + str(why[0])[:120]
-        if was_ours:
-            detail = "the course's dockerd has stopped (see " + str(cfg.logfile("dockerd")) + ")"
-        r.add("engine", False, detail, remedy)
+        remedy = f"sudo {UP}"
+    detail = "no engine answers: " + str(why[0])[:120]
+    if cfg.pidfile("dockerd").exists():
+        detail = "the course's dockerd has stopped (see " + str(cfg.logfile("dockerd")) + ")"
+    r.add("engine", False, detail, remedy)
 
-    # containerd image store
-    if engine_ok:
-        driver_status = dict(info.get("DriverStatus") or [])
-        containerd_store = driver_status.get("driver-type") == "io.containerd.snapshotter.v1"
-        r.facts["containerd_image_store"] = containerd_store
-    else:
-        containerd_store = False
 
-    # buildx
+def _containerd_store(r: Report, info: dict | None) -> bool:
+    """Whether the engine keeps images in containerd (multi-platform images load locally)."""
+    if info is None:
+        return False
+    driver_status = dict(info.get("DriverStatus") or [])
+    store = driver_status.get("driver-type") == "io.containerd.snapshotter.v1"
+    r.facts["containerd_image_store"] = store
+    return store
+
+
+def _probe_buildx(r: Report) -> bool:
     bx = proc.run(["docker", "buildx", "version"], timeout=20, check=False)
     r.add(
         "buildx",
@@ -194,101 +204,104 @@ def diagnose(cfg: Settings | None = None) -> Report:
         bx.stdout.strip() or "the buildx plugin is missing",
         "install buildx (Debian: docker-buildx; Docker Desktop includes it)",
     )
+    return bx.ok
 
-    # builder + platforms
-    if engine_ok and bx.ok:
-        current = current_builder()
-        if current:
-            plats = builder_platforms(current)
-            driver = current.get("Driver", "?")
-            r.facts["builder"] = {"name": current.get("Name"), "driver": driver, "platforms": plats}
-            r.facts["drivers"] = sorted({b.get("Driver", "?") for b in builders()})
-            multi = driver != "docker" or containerd_store
-            r.add(
-                "builder",
-                multi,
-                f"{current.get('Name')} (driver {driver}"
-                + (", containerd image store" if driver == "docker" and containerd_store else "")
-                + ")",
-                "turn on the containerd image store in /etc/docker/daemon.json "
-                '({"features":{"containerd-snapshotter":true}}) and restart dockerd, or '
-                "`docker buildx create --name multi --driver docker-container --use`",
-            )
-            missing = [p for p in PLATFORMS if p not in plats]
-            r.add(
-                "builder platforms",
-                not missing,
-                ", ".join(plats[:8]) + (" ..." if len(plats) > 8 else ""),
-                f"register emulators for {', '.join(missing)}: {UP} (Debian's "
-                "qemu-user-static), or `docker run --privileged --rm tonistiigi/binfmt "
-                "--install all`; then `docker buildx inspect --bootstrap`",
-            )
-        else:
-            r.add("builder", False, "no builder found", "docker buildx create --use")
 
-    # binfmt
-    if system == "Linux":
-        entries = services.binfmt_entries()
-        qemu = {k: v for k, v in entries.items() if k.startswith("qemu-")}
-        r.facts["binfmt"] = qemu
-        foreign = "qemu-x86_64" if platform.machine() == "aarch64" else "qemu-aarch64"
-        entry = qemu.get(foreign)
-        if not services.binfmt_mounted():
-            r.add(
-                "binfmt_misc",
-                False,
-                "/proc/sys/fs/binfmt_misc is not mounted",
-                "mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc (or " + UP + ")",
-            )
-        elif entry is None:
-            r.add(
-                "binfmt_misc",
-                False,
-                f"{foreign} not registered",
-                f"{UP} (Debian: apt-get install qemu-user-static binfmt-support; "
-                "update-binfmts --enable)",
-            )
-        else:
-            flags = entry.get("flags", "")
-            r.add(
-                "binfmt_misc",
-                "F" in flags and entry.get("enabled") == "enabled",
-                f"{len(qemu)} qemu handlers; {foreign} flags {flags or '-'} "
-                f"({entry.get('interpreter', '?')})",
-                "re-register with the F flag (Debian's qemu-user-static does it; "
-                "tonistiigi/binfmt --install all)",
-            )
-    else:
-        r.add("binfmt_misc", True, f"provided by Docker Desktop's VM on {system}", required=False)
-
-    # registry
-    reg_ok = services.registry_answers(cfg.registry_host)
+def _probe_builder(r: Report, containerd_store: bool) -> None:
+    """The builder `docker buildx build` uses, and whether it builds both platforms."""
+    current = current_builder()
+    if not current:
+        r.add("builder", False, "no builder found", "docker buildx create --use")
+        return
+    plats = builder_platforms(current)
+    driver = current.get("Driver", "?")
+    r.facts["builder"] = {"name": current.get("Name"), "driver": driver, "platforms": plats}
+    r.facts["drivers"] = sorted({b.get("Driver", "?") for b in builders()})
+    store = ", containerd image store" if driver == "docker" and containerd_store else ""
     r.add(
-        "registry",
-        reg_ok,
-        f"{cfg.registry_host} " + ("answers /v2/" if reg_ok else "does not answer"),
-        f"{UP} (starts Debian's docker-registry on {cfg.registry_host})",
+        "builder",
+        driver != "docker" or containerd_store,
+        f"{current.get('Name')} (driver {driver}{store})",
+        "turn on the containerd image store in /etc/docker/daemon.json "
+        '({"features":{"containerd-snapshotter":true}}) and restart dockerd, or '
+        "`docker buildx create --name multi --driver docker-container --use`",
+    )
+    missing = [p for p in PLATFORMS if p not in plats]
+    r.add(
+        "builder platforms",
+        not missing,
+        ", ".join(plats[:8]) + (" ..." if len(plats) > 8 else ""),
+        f"register emulators for {', '.join(missing)}: {UP} (Debian's "
+        "qemu-user-static), or `docker run --privileged --rm tonistiigi/binfmt "
+        "--install all`; then `docker buildx inspect --bootstrap`",
     )
 
-    # mirror + base images
-    if engine_ok and reg_ok:
-        mirror = baseimages.uses_course_mirror(cfg)
-        r.facts["mirror"] = mirror
-        if mirror:
-            st = baseimages.status(cfg.registry_host)
-            r.facts["base_images"] = st
-            for tag, s in st.items():
-                have = set(s["platforms"])
-                ok = set(PLATFORMS) <= have
-                detail = ", ".join(s["platforms"]) or "absent"
-                if ok and not s["current"]:
-                    detail += " (recipe changed: `up` rebuilds it)"
-                r.add(f"base image {tag}", ok, detail, f"{UP} (builds it from Debian packages)")
-        else:
-            r.add(
-                "base images",
-                True,
-                "pulled from Docker Hub (this engine does not use the course mirror)",
-                required=False,
-            )
-    return r
+
+def _probe_binfmt(r: Report) -> None:
+    """QEMU registered in binfmt_misc with the F flag (Linux; Docker Desktop's VM has it)."""
+    system = platform.system()
+    if system != "Linux":
+        r.add("binfmt_misc", True, f"provided by Docker Desktop's VM on {system}", required=False)
+        return
+    qemu = {k: v for k, v in services.binfmt_entries().items() if k.startswith("qemu-")}
+    r.facts["binfmt"] = qemu
+    foreign = "qemu-x86_64" if platform.machine() == "aarch64" else "qemu-aarch64"
+    entry = qemu.get(foreign)
+    if not services.binfmt_mounted():
+        r.add(
+            "binfmt_misc",
+            False,
+            "/proc/sys/fs/binfmt_misc is not mounted",
+            "mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc (or " + UP + ")",
+        )
+    elif entry is None:
+        r.add(
+            "binfmt_misc",
+            False,
+            f"{foreign} not registered",
+            f"{UP} (Debian: apt-get install qemu-user-static binfmt-support; "
+            "update-binfmts --enable)",
+        )
+    else:
+        flags = entry.get("flags", "")
+        r.add(
+            "binfmt_misc",
+            "F" in flags and entry.get("enabled") == "enabled",
+            f"{len(qemu)} qemu handlers; {foreign} flags {flags or '-'} "
+            f"({entry.get('interpreter', '?')})",
+            "re-register with the F flag (Debian's qemu-user-static does it; "
+            "tonistiigi/binfmt --install all)",
+        )
+
+
+def _probe_registry(r: Report, cfg: Settings) -> bool:
+    ok = registry_answers(cfg.registry_host)
+    r.add(
+        "registry",
+        ok,
+        f"{cfg.registry_host} " + ("answers /v2/" if ok else "does not answer"),
+        f"{UP} (starts Debian's docker-registry on {cfg.registry_host})",
+    )
+    return ok
+
+
+def _probe_base_images(r: Report, cfg: Settings) -> None:
+    """The course's base images in its mirror, for both platforms (when the engine uses it)."""
+    mirror = baseimages.uses_course_mirror(cfg)
+    r.facts["mirror"] = mirror
+    if not mirror:
+        r.add(
+            "base images",
+            True,
+            "pulled from Docker Hub (this engine does not use the course mirror)",
+            required=False,
+        )
+        return
+    st = baseimages.status(cfg.registry_host)
+    r.facts["base_images"] = st
+    for tag, s in st.items():
+        ok = set(PLATFORMS) <= set(s["platforms"])
+        detail = ", ".join(s["platforms"]) or "absent"
+        if ok and not s["current"]:
+            detail += " (recipe changed: `up` rebuilds it)"
+        r.add(f"base image {tag}", ok, detail, f"{UP} (builds it from Debian packages)")

@@ -27,6 +27,13 @@ SUPPORT_PACKAGES = (
     "mmdebstrap",
     "arch-test",
     "ca-certificates",
+    # Worker engines (grader/engine/rootless.py): a rootless dockerd per grading worker.
+    "rootlesskit",
+    "slirp4netns",
+    "uidmap",
+    "socat",  # the registry at its loopback address inside each worker engine
+    "iptables",
+    "e2fsprogs",
 )
 #: What the test suite needs beyond the engine (browser test, shell linting, the sandbox).
 TEST_PACKAGES = ("chromium", "shellcheck", "bubblewrap")

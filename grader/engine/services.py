@@ -12,13 +12,12 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from grader import proc
+from grader.docker import engine_api
+from grader.docker.registry import registry_answers
 from grader.engine.config import Settings
 from grader.engine.steps import StepFailed, say, step
 
@@ -53,17 +52,13 @@ def owned_pid(cfg: Settings, name: str) -> int | None:
     return pid if _pid_alive(pid) else None
 
 
-def _spawn(cfg: Settings, name: str, argv: list[str]) -> int:
-    cfg.logs.mkdir(parents=True, exist_ok=True)
+def start_service(cfg: Settings, name: str, argv: list[str]) -> int:
+    """Start a daemon the course owns (dockerd, the registry, JupyterLab): its output goes to
+    ``cfg.logfile(name)``, its pid to ``cfg.pidfile(name)`` for :func:`stop_service`."""
     cfg.run.mkdir(parents=True, exist_ok=True)
-    with open(cfg.logfile(name), "ab") as log:
-        log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {argv}\n".encode())
-        log.flush()
-        p = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
-        )
-    cfg.pidfile(name).write_text(str(p.pid))
-    return p.pid
+    pid = proc.spawn_detached(argv, log_file=cfg.logfile(name)).pid
+    cfg.pidfile(name).write_text(str(pid))
+    return pid
 
 
 def stop_service(cfg: Settings, name: str, timeout: float = 20) -> bool:
@@ -141,22 +136,6 @@ def port_in_use(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def registry_answers(host: str, timeout: float = 2.0) -> bool:
-    """True when ``host`` speaks the registry API (GET /v2/ is 200 or 401 with the header)."""
-    try:
-        with urllib.request.urlopen(f"http://{host}/v2/", timeout=timeout) as resp:
-            return (
-                resp.headers.get("Docker-Distribution-Api-Version", "").startswith("registry/2")
-                or resp.status == 200
-            )
-    except urllib.error.HTTPError as e:
-        return e.code == 401 and "registry/2" in e.headers.get(
-            "Docker-Distribution-Api-Version", ""
-        )
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-
-
 def choose_registry_port(cfg: Settings) -> int:
     """5000 unless something that is not a registry holds it; then the next free port."""
     port = cfg.registry_port
@@ -190,7 +169,7 @@ def ensure_registry(cfg: Settings) -> str:
         return "ours" if owned_pid(cfg, "registry") else "existing"
     binary = proc.which("docker-registry")
     if binary:
-        _spawn(cfg, "registry", [binary, "serve", str(registry_config(cfg))])
+        start_service(cfg, "registry", [binary, "serve", str(registry_config(cfg))])
         how = "ours"
     elif docker_answers():
         # A learner's machine with an engine but no Debian registry: the official image.
@@ -227,15 +206,7 @@ def ensure_registry(cfg: Settings) -> str:
 def docker_answers(timeout: float = 10) -> bool:
     """True when a daemon answers; a hung or half-started one (seen while dockerd restarts
     after a kill) counts as not answering, never as an error."""
-    try:
-        done = proc.run(
-            ["docker", "version", "--format", "{{.Server.Version}}"],
-            timeout=timeout,
-            check=False,
-        )
-    except proc.CommandError:
-        return False
-    return done.ok and bool(done.stdout.strip())
+    return engine_api.answers(timeout=timeout)
 
 
 def write_daemon_json(cfg: Settings) -> bool:
@@ -285,7 +256,7 @@ def ensure_dockerd(cfg: Settings) -> str:
             stale.unlink()
     except (OSError, ValueError):
         pass
-    _spawn(cfg, "dockerd", [binary])
+    start_service(cfg, "dockerd", [binary])
     _wait(docker_answers, 90, "dockerd", cfg.logfile("dockerd"))
     return "ours"
 

@@ -58,12 +58,12 @@ def make_submission(tmp_path: Path, case: dict, default_build_sh: str) -> Path:
 
 
 def unique_namespace(case: dict) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", case["name"].lower()).strip("-")[:30]
+    slug = re.sub(r"[^a-z0-9]+", "-", case["name"].lower())[:30].strip("-")
     return f"t-rncases-{uuid.uuid4().hex[:8]}/{slug}"
 
 
 def require_sandbox() -> None:
-    from grader.sandbox import sandbox_problem
+    from grader.grading.sandbox import sandbox_problem
 
     why = sandbox_problem()
     if why:

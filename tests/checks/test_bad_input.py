@@ -89,6 +89,9 @@ def test_unparseable_shell_is_a_syntax_finding(tmp_path: Path) -> None:
         "FROM busybox\nCOPY --from= / /\n",
         "FROM busybox AS a\nFROM a AS b\nFROM b AS a\n",
         "FROM busybox\n" + "RUN echo $((1+2))\n" * 2000,
+        "FROM --platform=$BUILDPLATFORM golang:1.19 AS s0\n"
+        + "".join(f"FROM s{k} AS s{k + 1}\nRUN go build -o /x{k} .\n" for k in range(3000))
+        + "FROM busybox\nCOPY --from=s3000 /x1 /x\n",
     ],
     ids=[
         "bare-from",
@@ -98,6 +101,7 @@ def test_unparseable_shell_is_a_syntax_finding(tmp_path: Path) -> None:
         "empty-from",
         "stage-cycle",
         "many-lines",
+        "3000-stage-from-chain",
     ],
 )
 def test_odd_dockerfiles(tmp_path: Path, dockerfile: str) -> None:
@@ -115,3 +119,16 @@ def test_nothing_at_all(tmp_path: Path) -> None:
     report = _check(tmp_path, {"build.sh": None, "Dockerfile": None})
     assert [c.status for c in report.criteria if c.id in STATIC] == ["fail"] * 6
     assert report.score == 0
+
+
+def test_hundreds_of_platforms_make_at_most_sixteen_views() -> None:
+    from grader.grading.checks import dockerfile as check
+    from grader.parse import dockerfile
+
+    df = dockerfile.parse("FROM scratch AS a-linux\nFROM scratch AS a-windows\nFROM a-$TARGETOS\n")
+    platforms = [f"linux/arch{k}" for k in range(500)]
+    assert len(check.platform_views(df, platforms)) == 1  # every linux/* builds the same
+    assert len(check.platform_views(df, ["linux/amd64", "windows/amd64"])) == 2
+    stages = "".join(f"FROM scratch AS base-arch{k}\n" for k in range(500))
+    per_arch = dockerfile.parse(stages + "FROM scratch\nCOPY --from=base-$TARGETARCH / /\n")
+    assert len(check.platform_views(per_arch, platforms)) == check.MAX_PLATFORM_VIEWS

@@ -1,8 +1,8 @@
-"""grader.buildsh: what a build script would run, read without running it."""
+"""grader.parse.buildscript: what a build script would run, read without running it."""
 
 from __future__ import annotations
 
-from grader import buildsh
+from grader.parse import buildscript as buildsh
 
 
 def _one_build(text: str) -> buildsh.BuildxBuild:
@@ -134,3 +134,28 @@ def test_platform_key_normalises() -> None:
     assert buildsh.platform_key("arm64") == "linux/arm64"
     assert buildsh.covers(["linux/x86_64", "linux/arm64/v8"], ("linux/amd64", "linux/arm64"))
     assert not buildsh.covers(["linux/amd64"], ("linux/amd64", "linux/arm64"))
+
+
+def test_boolean_check_flag_keeps_the_next_flag() -> None:
+    """`--check` is boolean-like (pflag NoOptDefVal): it must not swallow `--builder X`."""
+    b = _one_build(
+        "docker buildx create --name mp\n"
+        "docker buildx build --check \\\n  --builder mp --platform linux/amd64 --push -t r/a .\n"
+    )
+    assert b.builder == "mp" and b.builder_source == "--builder"
+    assert b.platforms == ["linux/amd64"] and b.context.text == "."
+
+
+def test_set_u_reads_of_names_never_set() -> None:
+    """Under `set -u`, `"$BUILDER"` with BUILDER never set stops bash (the challenge's task 1)."""
+    script = buildsh.analyse(
+        "#!/usr/bin/env bash\nset -euo pipefail\n"
+        'IMAGE="${IMAGE:-r/a}"\n'
+        'docker buildx inspect "$BUILDER" || docker buildx create --name "$BUILDER"\n'
+        'echo "$HOME ${OTHER:-d} ${#IMAGE} ${MAYBE-}"\n'
+        'read -r ANSWER; echo "$ANSWER"\n'
+        "set +u\necho $LATER\n"
+    )
+    assert script.nounset
+    assert [(u.name, u.line) for u in script.unset_uses] == [("BUILDER", 4)]
+    assert not buildsh.analyse('echo "$BUILDER"\n').unset_uses  # no set -u: empty, no stop

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from grader.cli import main
-from grader.criteria import CRITERIA
+from grader.grading.criteria import CRITERIA
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "submissions"
 GRADER = [sys.executable, "-m", "grader.cli"]
@@ -35,7 +35,7 @@ def test_static_fail_exits_1_and_explains() -> None:
     assert done.returncode == 1
     assert "BS111" in done.stdout and "build.sh:3" in done.stdout
     assert "hint:" in done.stdout
-    assert "DF210" in done.stdout
+    assert "DF211" in done.stdout
 
 
 @pytest.mark.parametrize(
@@ -99,9 +99,8 @@ def test_platforms_option_changes_what_is_required(capsys) -> None:
 
 def test_non_static_without_image_reports_errors_not_passes(capsys, monkeypatch) -> None:
     """An unresolvable image and unavailable checks are `error`, exit 1, never a pass."""
-    from grader import checker
-
-    monkeypatch.setattr(checker, "_load", lambda module, func: f"{module} stubbed out")
+    monkeypatch.setitem(sys.modules, "grader.grading.checks.image", None)
+    monkeypatch.setitem(sys.modules, "grader.grading.checks.run", None)
     code = main(["check", str(FIXTURES / "solution-go"), "--format", "json"])
     data = json.loads(capsys.readouterr().out)
     statuses = {c["id"]: c["status"] for c in data["criteria"]}

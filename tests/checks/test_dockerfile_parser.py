@@ -1,8 +1,8 @@
-"""grader.dockerfile: stages, ARG scopes, reachability, heredocs, continuations."""
+"""grader.parse.dockerfile: stages, ARG scopes, reachability, heredocs, continuations."""
 
 from __future__ import annotations
 
-from grader import dockerfile
+from grader.parse import dockerfile
 
 TEXT = """\
 # syntax=docker/dockerfile:1
@@ -85,3 +85,57 @@ def test_substitute() -> None:
     assert dockerfile.substitute("${A}-${B:-d}-${A:+y}-$A", values) == "x-d-y-x"
     assert dockerfile.substitute("$TARGETARCH", {}, keep=("TARGETARCH",)) == "$TARGETARCH"
     assert [n for n, _ in dockerfile.variables("a \\$NOT ${X%%-*} $Y")] == ["X", "Y"]
+
+
+def test_a_tab_after_the_keyword() -> None:
+    df = dockerfile.parse("FROM debian\nRUN\tapt-get update\n")
+    assert not df.problems
+    assert [(i.keyword, i.rest) for i in df.stages[0].instructions] == [("RUN", "apt-get update")]
+
+
+PER_PLATFORM = """\
+ARG DEBUG
+FROM --platform=$BUILDPLATFORM golang:1.19 AS build
+FROM scratch AS bin-linux
+COPY --from=build /out/app /app
+FROM scratch AS bin-windows
+COPY --from=build /out/app.exe /app.exe
+FROM bin-$TARGETOS${DEBUG:+-debug} AS bin
+FROM ${TARGETOS} AS odd
+FROM alpine AS tools-arm64
+FROM alpine AS tools-amd64
+FROM scratch AS last
+COPY --from=tools-${TARGETARCH} /bin/sh /sh
+"""
+
+
+def test_stage_names_built_from_platform_args_resolve_per_platform() -> None:
+    df = dockerfile.parse(PER_PLATFORM)
+    assert df.platform_dependent()
+    assert df.stage("bin").base_stage is None  # unresolved until a platform is chosen
+    assert [s.name for s in df.reachable("bin")] == ["bin"]
+    linux = df.for_platform("linux/arm64")
+    assert linux.platform_values["TARGETARCH"] == "arm64"
+    assert linux.stage("bin").base_stage == linux.stage("bin-linux").index
+    assert [s.name for s in linux.reachable("bin")] == ["build", "bin-linux", "bin"]
+    assert linux.stage("odd").base_stage is None  # `linux` names no stage: an image
+    assert [s.name for s in linux.reachable("last")] == ["tools-arm64", "last"]
+    amd64 = df.for_platform("linux/amd64")
+    assert [s.name for s in amd64.reachable("last")] == ["tools-amd64", "last"]
+    windows = df.for_platform("windows/amd64")
+    assert windows.stage("bin").base_stage == windows.stage("bin-windows").index
+    # the views share instructions, never the stages the parse made
+    assert df.stage("bin").base_stage is None
+    assert windows.stage("bin-windows").instructions is df.stage("bin-windows").instructions
+
+
+def test_no_platform_views_when_no_stage_reference_names_a_platform_arg() -> None:
+    assert not dockerfile.parse(TEXT).platform_dependent()
+    assert dockerfile.target_values("linux/arm/v7") == {
+        "TARGETPLATFORM": "linux/arm/v7", "TARGETOS": "linux", "TARGETARCH": "arm",
+        "TARGETVARIANT": "v7"}  # fmt: skip
+
+
+def test_references_keep_the_operator() -> None:
+    assert dockerfile.references("a ${TARGETOS:-linux} $X ${Y%%-*} \\$Z") == [
+        ("TARGETOS", ":-linux", 2), ("X", "", 21), ("Y", "%%-*", 24)]  # fmt: skip

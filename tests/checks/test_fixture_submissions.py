@@ -39,7 +39,7 @@ def test_fixture_statuses(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(n for n in EXPECTED if "pushed" in EXPECTED[n]))
 def test_pushed_tag_resolves(name: str) -> None:
-    from grader.checks import static
+    from grader.grading.checks import buildscript as static
 
     analysis = static.analyse(FIXTURES / name, ("linux/amd64", "linux/arm64"))
     assert analysis.pushed_image == EXPECTED[name]["pushed"]

@@ -4,7 +4,9 @@ silent (``expect: pass``), on the given line, with the given criterion statuses.
 
 from __future__ import annotations
 
+import importlib
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,10 +14,10 @@ import yaml
 from submission_kit import describe, findings, materialise
 
 import grader
-from grader import checker
-from grader.criteria import BY_ID
-from grader.report import CriterionResult
-from grader.rules import get as get_rule
+from grader.grading.checks.run import EngineOutcome
+from grader.grading.criteria import BY_ID
+from grader.grading.report import CriterionResult
+from grader.grading.rules import get as get_rule
 
 CASES_DIR = Path(__file__).resolve().parents[1] / "rules" / "cases"
 FILE_KEYS = ("build.sh", "Dockerfile")
@@ -35,20 +37,32 @@ def _params():
                                id=f"{stem}-{case['name']}")  # fmt: skip
 
 
-def _stub(module: str, how: str):
-    ids = [c for c, crit in BY_ID.items() if crit.needs == module]
+#: The check families a ``checker`` case stubs: the module grader.check imports, its function.
+FAMILIES = {
+    "registry": ("grader.grading.checks.image", "check_image"),
+    "engine": ("grader.grading.checks.run", "check_engine"),
+}
+
+
+def _stub(monkeypatch, family: str, how: str) -> None:
+    """``missing``: the module cannot be imported (as when a dependency is not installed);
+    ``crash``: the check raises; ``partial``: one result only; ``ok``: every criterion passes."""
+    module, func = FAMILIES[family]
+    if how == "missing":
+        monkeypatch.setitem(sys.modules, module, None)  # importing it now raises ImportError
+        return
+    ids = [c for c, crit in BY_ID.items() if crit.needs == family]
 
     def ok(*_args, **_kwargs):
         results = [CriterionResult(cid, BY_ID[cid].title, "pass", float(BY_ID[cid].points),
                                    float(BY_ID[cid].points)) for cid in ids]  # fmt: skip
-        return results[:1] if how == "partial" else results
+        results = results[:1] if how == "partial" else results
+        return EngineOutcome(results) if family == "engine" else results
 
     def crash(*_args, **_kwargs):
         raise RuntimeError("boom")
 
-    if how == "missing":
-        return f"grader.checks.{module} cannot be imported: (stubbed)"
-    return crash if how == "crash" else ok
+    monkeypatch.setattr(importlib.import_module(module), func, crash if how == "crash" else ok)
 
 
 @pytest.mark.parametrize(("rule", "kind", "case"), list(_params()))
@@ -58,10 +72,8 @@ def test_rule_case(rule: str, kind: str, case: dict, tmp_path: Path, monkeypatch
     root = materialise(tmp_path, spec)
     static = kind == "static" or case.get("static", False)
     if kind == "checker":
-        stubs = case.get("stubs", {})
-        monkeypatch.setattr(
-            checker, "_load", lambda module, func: _stub(module, stubs.get(module, "ok"))
-        )
+        for family in FAMILIES:
+            _stub(monkeypatch, family, case.get("stubs", {}).get(family, "ok"))
     report = grader.check(root, static=static, image=case.get("image"))
     hits = findings(report, rule)
     if case["expect"] == "fail":

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from rule_case_kit import PUSHING_BUILD_SH, load, make_submission, require_sandbox, unique_namespace
 
-from grader.checks.engine import check_engine, engine_options
 from grader.engine.config import settings
-from grader.sandbox.limits import Limits
-from grader.sandbox.runner import default_work_root
+from grader.grading.checks.run import EngineOptions, check_engine
+from grader.grading.sandbox.limits import Limits
+from grader.grading.sandbox.runner import default_work_root
 
 
 @pytest.mark.parametrize(("rule", "case"), load("engine"))
@@ -23,15 +23,15 @@ def test_engine_rule_case(rule: str, case: dict, tmp_path: Path) -> None:
     platforms = case.get("platforms", ["linux/amd64", "linux/arm64"])
     work = default_work_root() / f"t-cases-{uuid.uuid4().hex[:8]}"
     limits = Limits(**{"seconds": 120.0, "command_seconds": 120.0, **(case.get("limits") or {})})
-    with engine_options(
+    opts = EngineOptions(
         namespace=unique_namespace(case),
         registry=case.get("registry", settings().registry_host),
         limits=limits,
         build_timeout=float(case.get("build_timeout", 120)),
         run_timeout=float(case.get("run_timeout", 60)),
         work_root=work,
-    ):
-        results = {r.id: r for r in check_engine(sub, None, platforms)}
+    )
+    results = {r.id: r for r in check_engine(sub, None, platforms, opts=opts).results}
     assert not any(work.glob("*")), "workspace left behind"
     if work.exists():
         work.rmdir()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from grader.sandbox.policy import Policy
+from grader.grading.sandbox.policy import Policy
 
 CASES = Path(__file__).parents[1] / "rules" / "cases"
 REGISTRY = "127.0.0.1:5000"

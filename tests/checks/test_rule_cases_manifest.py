@@ -29,9 +29,9 @@ import pytest
 import yaml
 from fake_registry import FakeRegistry, derive
 
-from grader.checks.registry import check_image
-from grader.registry import MEDIA_OCI_INDEX, RegistryClient
-from grader.rules import get as get_rule
+from grader.docker.registry import MEDIA_OCI_INDEX, RegistryClient
+from grader.grading.checks.image import check_image
+from grader.grading.rules import get as get_rule
 
 CASES_DIR = Path(__file__).resolve().parents[1] / "rules" / "cases"
 REPO = "learner/app"

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from rule_case_kit import QUIET_BUILD_SH, load, make_submission, require_sandbox, unique_namespace
 
-from grader.checks.engine import _idempotent
 from grader.engine.config import settings
-from grader.sandbox import runner
-from grader.sandbox.limits import Cgroup, Limits
+from grader.grading.checks.run import _idempotent
+from grader.grading.sandbox import runner
+from grader.grading.sandbox.limits import Cgroup, Limits
 
 
 @pytest.mark.parametrize(("rule", "case"), load("sandbox"))

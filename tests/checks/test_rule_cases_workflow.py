@@ -1,5 +1,5 @@
 """Every rule case of kind ``workflow`` (GA5xx, tests/rules/cases/GA*.yaml): build the
-workflow, run ``grader.checks.workflow.check_workflow`` and check that the rule fires
+workflow, run ``grader.grading.checks.workflow.check_workflow`` and check that the rule fires
 (``expect: fail``) or stays silent (``expect: pass``), with the given criterion statuses.
 
 Case keys (besides ``name``, ``expect``, ``status``, ``line``):
@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from grader.checks.workflow import check_workflow
-from grader.criteria import WORKFLOW_CRITERIA
+from grader.grading.checks.workflow import check_workflow
+from grader.grading.criteria import WORKFLOW_CRITERIA
 
 CASES_DIR = Path(__file__).resolve().parents[1] / "rules" / "cases"
 

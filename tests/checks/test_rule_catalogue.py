@@ -1,10 +1,11 @@
 """The rule catalogue's contract, for every rule module (BS, DF, GR here; MF, RN and any
 later ones too).
 
-Every rule registered in ``grader.rules.all_rules()`` must have:
+Every rule registered in ``grader.grading.rules.all_rules()`` must have:
 
 - docs: an id like ``BS150`` (two capitals, three digits), a kebab-case name, a criterion
-  from ``grader.criteria`` (the challenge's, or Lab 08's workflow criteria for GA rules; ``*``
+  from ``grader.grading.criteria`` (the challenge's, or Lab 08's workflow criteria for GA
+  rules; ``*``
   for grader-level rules), a severity, a message, a hint
   (errors and warnings; an info finding may have none), an anti-pattern and a
   best-practice example (docs/rules.md is generated from these);
@@ -25,8 +26,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from grader.criteria import BY_ID, WORKFLOW_BY_ID
-from grader.rules import all_rules
+from grader.grading.criteria import BY_ID, WORKFLOW_BY_ID
+from grader.grading.rules import all_rules
 
 HERE = Path(__file__).resolve().parent
 CASES_DIR = HERE.parent / "rules" / "cases"
@@ -79,3 +80,87 @@ def test_ids_are_unique_across_modules() -> None:
     names = [r.name for r in RULES.values()]
     dupes = {n for n in names if names.count(n) > 1}
     assert not dupes, f"rule names used twice: {dupes}"
+
+
+# --- Rule.finding: the one way to make a finding ------------------------------------------
+
+PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+@pytest.mark.parametrize(
+    "rule_id", sorted(r for r in RULES if PLACEHOLDER.search(RULES[r].hint)) or ["none"]
+)
+def test_a_hints_placeholders_are_filled(rule_id: str) -> None:
+    rule = RULES[rule_id]
+    names = set(PLACEHOLDER.findall(rule.message + rule.hint)) - {"line"}
+    values = {n: f"<{n}-value>" for n in names}
+    f = rule.finding("build.sh", 7, **values)
+    for n in PLACEHOLDER.findall(rule.hint):
+        assert "{" + n + "}" not in f.hint, f"{rule_id}: {{{n}}} left in the hint: {f.hint}"
+        assert (values.get(n) or "7") in f.hint
+    assert (f.file, f.line, f.rule, f.severity) == ("build.sh", 7, rule_id, rule.severity)
+
+
+def test_finding_fills_the_message_and_the_hint() -> None:
+    f = RULES["MF311"].finding(platform="linux/arm64", listed="linux/amd64")
+    assert f.message == "the index has no linux/arm64 image (it lists: linux/amd64)"
+    assert f.hint.startswith("Add linux/arm64 to `--platform`"), f.hint
+
+
+def test_braces_that_are_not_placeholders_stay() -> None:
+    """A workflow hint quotes GitHub expressions (``${{ ... }}``) and YAML maps literally."""
+    rule = next(r for r in RULES.values() if "${{" in r.hint)
+    assert rule.finding("ci.yml", 3).hint == rule.hint
+    shell = next(r for r in RULES.values() if "${IMAGE:-" in r.hint)
+    assert shell.finding("build.sh", 1).hint == shell.hint
+
+
+def test_conversions_and_format_specs_are_applied_as_str_format_does() -> None:
+    timeout = next(r for r in RULES.values() if "{seconds:g}" in r.message)
+    assert "{" not in timeout.finding(seconds=600.0, run=1, platform="p", image="i").message
+    assert "600 " in timeout.finding(seconds=600.0, run=1, platform="p", image="i").message + " "
+    bad = RULES["MF305"].finding(ref="A/B", reason="upper case")
+    assert bad.message == "'A/B' is not an image reference (upper case)"
+
+
+def test_a_known_error_replaces_the_generic_hint() -> None:
+    from grader.known_errors import explain
+
+    known = explain("exec /app: exec format error")
+    assert known is not None
+    f = RULES["RN402"].finding("build.sh", known=known, run=1, status=1, tail="...")
+    assert f.hint == f"{known.title}: {known.fix}"
+    assert (
+        RULES["RN402"].finding("build.sh", run=1, status=1, tail="...").hint == RULES["RN402"].hint
+    )
+
+
+def test_findings_are_made_only_by_rule_finding() -> None:
+    """No check builds a ``Finding`` or formats a hint by hand (they drifted from the catalogue)."""
+    import ast
+
+    pkg = HERE.parents[1] / "grader"
+    own = {pkg / "grading" / "rules" / "catalogue.py", pkg / "grading" / "report.py"}
+    wrong = []
+    for path in pkg.rglob("*.py"):
+        if path in own:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                fn = node.func
+                name = fn.id if isinstance(fn, ast.Name) else getattr(fn, "attr", "")
+                if name == "Finding" or (
+                    name == "finding" and any(k.arg == "hint" for k in node.keywords)
+                ):
+                    wrong.append(f"{path.relative_to(pkg.parent)}:{node.lineno}")
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr == "hint"
+                and path.parts[-3:-1]
+                == (
+                    "grading",
+                    "checks",
+                )
+            ):
+                wrong.append(f"{path.relative_to(pkg.parent)}:{node.lineno} reads a rule's hint")
+    assert not wrong, wrong

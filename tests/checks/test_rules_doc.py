@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from grader import rulesdoc
 from grader.cli import main
-from grader.rules import all_rules
+from grader.grading.rules import all_rules
+from grader.grading.rules import doc as rulesdoc
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "rules.md"
 

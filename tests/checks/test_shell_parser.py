@@ -1,11 +1,11 @@
-"""grader.shell: both parsers build the same tree; words expand as bash would."""
+"""grader.parse.shell: the tree bash's grammar gives; words expand as bash would."""
 
 from __future__ import annotations
 
 import pytest
 
-from grader import shell
-from grader.shell import Value
+from grader.parse import shell
+from grader.parse.shell import Value
 
 SCRIPT = """\
 #!/bin/sh
@@ -45,32 +45,58 @@ def _shape(node):
     raise AssertionError(node)
 
 
-def test_bashlex_and_tolerant_parser_agree() -> None:
-    a = shell.parse(SCRIPT)
-    b = shell.parse(SCRIPT, use_bashlex=False)
-    assert a.parser == "bashlex" and b.parser == "tolerant"
-    assert _shape(a.tree) == _shape(b.tree)
+#: The tree bashlex (a port of bash's grammar, dropped: benchmarks/bench_bashlex.py) built for
+#: SCRIPT; the project's parser must keep building it.
+SCRIPT_TREE = ("seq", [
+    ("cmd", ["A=1", 'B="two words"'], []),
+    ("func", "f", ("group", False, ("andor",
+        ("cmd", [], ["docker", "buildx", "create", "--name", '"$B"']),
+        [("||", ("cmd", [], ["true"]))]))),
+    ("if", [(("pipe", True, [("cmd", [], ["docker", "buildx", "inspect", "x"])]),
+             ("cmd", [], ["f"]))],
+     ("cmd", [], ["echo", "no"])),
+    ("loop", "for", "p", ["a", '"b c"'], ("cmd", [], ["echo", '"$p"'])),
+    ("cmd", [], ["cat"]),
+    ("pipe", False, [("cmd", [], ["docker", "buildx", "build", "--platform", "linux/amd64", "."]),
+                     ("cmd", [], ["tee", "log"])]),
+])  # fmt: skip
+
+
+def test_tree_matches_bash_grammar() -> None:
+    assert _shape(shell.parse(SCRIPT).tree) == SCRIPT_TREE
 
 
 def test_comments_and_heredocs_are_not_commands() -> None:
-    for use_bashlex in (True, False):
-        tree = shell.parse(SCRIPT, use_bashlex=use_bashlex).tree
-        firsts = [c.words[0].raw for c in shell.walk_commands(tree) if c.words]
-        assert firsts.count("docker") == 3  # create, inspect, the real build
-        assert "#" not in " ".join(firsts)
+    tree = shell.parse(SCRIPT).tree
+    firsts = [c.words[0].raw for c in shell.walk_commands(tree) if c.words]
+    assert firsts.count("docker") == 3  # create, inspect, the real build
+    assert "#" not in " ".join(firsts)
 
 
-def test_tolerant_parser_reads_what_bashlex_cannot() -> None:
+def test_case_statement_is_read() -> None:
+    """`case` (which bashlex could not parse) is a real branch: the arm that matches runs."""
     text = 'case "$1" in\n  push|p) OUT=--push ;;\n  *) exit 2 ;;\nesac\n[[ -n $X ]] && echo y\n'
     r = shell.parse(text)
-    assert r.parser == "tolerant" and r.bashlex_error
+    assert r.error is None
     [case] = [n for n in r.tree.items if isinstance(n, shell.Case)]
     assert [[w.raw for w in pats] for pats, _ in case.arms] == [["push", "p"], ["*"]]
 
 
-def test_deep_nesting_skips_bashlex() -> None:
-    r = shell.parse("echo " + "$(" * 40 + "x" + ")" * 40)
-    assert r.parser == "tolerant" and "nested" in r.bashlex_error
+def test_case_arm_chooses_the_build() -> None:
+    from grader.parse import buildscript
+
+    script = buildscript.analyse(
+        'MODE="${MODE:-push}"\n'
+        'case "$MODE" in\n  push) OUT=--push ;;\n  *) OUT=--load ;;\nesac\n'
+        "docker buildx build --platform linux/amd64,linux/arm64 $OUT -t r/a .\n"
+    )
+    [b] = script.builds
+    assert b.push and not b.load
+
+
+def test_deep_nesting_is_read_quickly() -> None:
+    r = shell.parse("echo " + "$(" * 400 + "x" + ")" * 400)
+    assert r.tree.items
 
 
 def test_line_numbers_follow_continuations() -> None:
@@ -81,7 +107,7 @@ def test_line_numbers_follow_continuations() -> None:
 
 
 def test_unclosed_quote_is_reported_not_raised() -> None:
-    r = shell.parse('echo "never closed\n', use_bashlex=False)
+    r = shell.parse('echo "never closed\n')
     assert r.error and "unclosed" in r.error
 
 

@@ -1,4 +1,4 @@
-"""grader.checks.workflow beyond the rule cases: files that are not workflows at all, the
+"""grader.grading.checks.workflow beyond the rule cases: files that are not workflows at all, the
 required platforms, and the report's shape (Lab 08 shows it with labkit.show_report)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from test_rule_cases_workflow import REFERENCE
 
-from grader.checks.workflow import MAX_WORKFLOW_BYTES, check_workflow, load_workflow
-from grader.criteria import WORKFLOW_CRITERIA
+from grader.grading.checks.workflow import MAX_WORKFLOW_BYTES, check_workflow, load_workflow
+from grader.grading.criteria import WORKFLOW_CRITERIA
 
 
 def _unreadable(report) -> str:

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from grader import proc
-from grader.checks.registry import check_image
-from grader.registry import MEDIA_DOCKER_LIST, MEDIA_OCI_INDEX, RegistryClient
+from grader.docker.registry import MEDIA_DOCKER_LIST, MEDIA_OCI_INDEX, RegistryClient
+from grader.grading.checks.image import check_image
 
 pytestmark = [pytest.mark.engine, pytest.mark.registry, pytest.mark.qemu]
 

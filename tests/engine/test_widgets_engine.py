@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from grader import proc
-from grader.registry import MEDIA_DOCKER_LIST, RegistryClient
-from grader.widgets import BinfmtPanel, BuilderPanel, BuildPanel, ManifestExplorer
-from grader.widgets.builders import Builders
+from grader.course.widgets import BinfmtPanel, BuilderPanel, BuildPanel, ManifestExplorer
+from grader.course.widgets.builders import Builders
+from grader.docker.registry import MEDIA_DOCKER_LIST, RegistryClient
 
 pytestmark = [pytest.mark.engine, pytest.mark.registry]
 

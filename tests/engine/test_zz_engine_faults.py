@@ -14,7 +14,8 @@ import time
 import pytest
 
 from grader import proc
-from grader.engine import services
+from grader.docker import registry
+from grader.engine import baseimages, services
 from grader.engine.config import settings
 
 pytestmark = [pytest.mark.engine, pytest.mark.registry, pytest.mark.faults]
@@ -63,7 +64,7 @@ def test_dockerd_dies_doctor_says_so_and_up_restarts_it(course_engine):
 def test_down_stops_what_the_course_started_and_up_brings_it_back(course_engine):
     down = proc.run(["grader", "engine", "down"], timeout=120)
     assert "registry" in down.stdout and "dockerd" in down.stdout
-    assert not services.registry_answers(course_engine.registry_host)
+    assert not registry.registry_answers(course_engine.registry_host)
     report = _doctor()
     assert report["ready"] is False
     assert report["by_name"]["registry"]["ok"] is False
@@ -71,4 +72,4 @@ def test_down_stops_what_the_course_started_and_up_brings_it_back(course_engine)
     assert up.returncode == 0, up.stderr[-2000:]
     assert _doctor()["ready"] is True
     # Base images survived: stored under the state dir, not rebuilt.
-    assert up.stderr.count("up to date") == 4
+    assert up.stderr.count("up to date") == len(baseimages.RECIPES)

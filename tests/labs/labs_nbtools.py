@@ -10,7 +10,7 @@ from pathlib import Path
 
 import nbformat
 
-from grader.labs_release import RELEASE, ROOT, SOURCE, assignments
+from grader.course.release import RELEASE, ROOT, SOURCE, assignments
 
 __all__ = [
     "RELEASE",

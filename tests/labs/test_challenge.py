@@ -9,9 +9,10 @@ import pytest
 from labs_nbtools import RELEASE, SOURCE
 
 import grader
+from grader.grading.criteria import ASSIGNMENT
 
-STARTER = RELEASE / "challenge"
-REFERENCE = SOURCE / "challenge" / "reference-solution"
+STARTER = RELEASE / ASSIGNMENT
+REFERENCE = SOURCE / ASSIGNMENT / "reference-solution"
 STATIC = ("buildx", "platforms", "push", "provenance", "builder", "cross-compile")
 PROBLEMS = ("buildx", "platforms", "cross-compile")
 
@@ -20,7 +21,7 @@ def _statuses(report) -> dict[str, str]:
     return {c.id: c.status for c in report.criteria}
 
 
-def _copy(src, tmp_path, name="challenge"):
+def _copy(src, tmp_path, name=ASSIGNMENT):
     """A copy in a folder of its own (the grader names the submission's registry
     namespace after the folder); no notebook, as in a learner's submission folder."""
     dest = tmp_path / name
@@ -76,3 +77,25 @@ def test_starter_full_check_fails_its_problems(tmp_path):
     got = _statuses(report)
     assert all(got[c] == "fail" for c in PROBLEMS), got
     assert got["manifest"] != "pass" and got["runs"] != "pass", "the starter pushes nothing"
+
+
+@pytest.mark.engine
+@pytest.mark.registry
+@pytest.mark.qemu
+@pytest.mark.slow
+def test_reference_earns_full_marks_in_a_batch(tmp_path):
+    """A class's batch confines pushes to each learner's namespace: the lab's own image name
+    (127.0.0.1:5000/07-challenge/hello) is rewritten into it, never refused (RN414)."""
+    import json
+    import uuid
+
+    from grader.grading.batch.run import BatchOptions, run_batch
+
+    _copy(REFERENCE, tmp_path / "subs" / "ada")
+    prefix = f"t-challenge-{uuid.uuid4().hex[:8]}"
+    opts = BatchOptions(out=tmp_path / "out", workers=1, namespace_prefix=prefix)
+    summary = run_batch(tmp_path / "subs", opts)
+    rec = json.loads((opts.out / "reports" / "ada.json").read_text())
+    assert summary.exit_code == 0 and rec["complete"], rec
+    points = [(c["points"], c["max_points"]) for c in rec["report"]["criteria"]]
+    assert sum(p for p, _ in points) == sum(m for _, m in points) == 12, rec

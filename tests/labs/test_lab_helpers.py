@@ -1,4 +1,4 @@
-"""grader.tinyelf (tiny real programs) and grader.binfmt_sandbox (a private binfmt_misc):
+"""grader.course.tinyelf (tiny real programs) and grader.course.binfmt_sandbox (a private binfmt_misc):
 run for real on this machine; the machine's own binfmt_misc table must stay untouched."""
 
 from __future__ import annotations
@@ -8,7 +8,9 @@ import struct
 
 import pytest
 
-from grader import binfmt_sandbox, proc, tinyelf
+from grader import proc
+from grader.course import binfmt_sandbox
+from grader.course import tinyelf
 from grader.engine.services import binfmt_entries
 
 HOST = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine)

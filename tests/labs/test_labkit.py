@@ -1,5 +1,5 @@
-"""grader.labkit: what the lab notebooks call. Real commands (python3, sleep, docker); no mocks
-of the engine: no-engine mode is the real COURSE_NO_ENGINE switch."""
+"""grader.course.labkit: what the lab notebooks call. Real commands (python3, sleep, docker); no
+mocks of the engine: no-engine mode is the real COURSE_NO_ENGINE switch."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from grader import labkit, noengine
-from grader.report import CriterionResult, Finding, Report
+from grader.course import labkit, noengine
+from grader.grading.report import CriterionResult, Finding, Report
 
 PY = sys.executable
 
@@ -34,10 +34,9 @@ class Recording:
 
 @pytest.fixture
 def recorded(monkeypatch):
-    """A grader.recorded module as issue 7 provides it: lookup/save/banner."""
-    module = types.ModuleType("grader.recorded")
-    module.saved = []
-    module.lookup = lambda key: {
+    """The recordings store with two recordings, and a banner that says which lab it is for."""
+    module = types.SimpleNamespace(saved=[])
+    lookup = lambda key: {  # noqa: E731
         "uname-arm64": Recording(
             "docker run --rm --platform linux/arm64 busybox uname -m",
             "aarch64\n",
@@ -54,9 +53,9 @@ def recorded(monkeypatch):
             "2025-11-25",
         ),
     }.get(key)
-    module.save = lambda key, result: module.saved.append((key, result))
-    module.banner = lambda lab_id: f"BANNER for {lab_id}"
-    monkeypatch.setitem(sys.modules, "grader.recorded", module)
+    monkeypatch.setattr(labkit.recorded, "lookup", lookup)
+    monkeypatch.setattr(labkit.recorded, "save", lambda key, r: module.saved.append((key, r)))
+    monkeypatch.setattr(labkit.noengine, "banner", lambda lab_id: f"BANNER for {lab_id}")
     return module
 
 
@@ -152,6 +151,29 @@ def test_needs_engine_explains(no_engine, capsys):
     assert "Building the image needs a Docker engine" in capsys.readouterr().out
 
 
+def test_require_engine_skips_with_the_reason(no_engine, capsys):
+    with pytest.raises(labkit.CheckSkipped) as skipped:
+        labkit.require_engine("the pushed image")
+    why = str(skipped.value)
+    assert why.startswith("The pushed image needs a Docker engine")
+    assert "COURSE_NO_ENGINE=1" in why and "./course up" in why
+    assert isinstance(skipped.value, AssertionError), "a skipped graded cell scores 0"
+
+    def check():
+        """the pushed image is right"""
+        labkit.require_engine("the pushed image")
+
+    labkit.self_check(check)
+    out = capsys.readouterr().out
+    assert "SKIP  the pushed image is right" in out and "0/1 checks pass." in out
+
+
+def test_require_engine_is_quiet_with_an_engine(monkeypatch, capsys):
+    monkeypatch.setattr(labkit, "_engine_available", lambda: True)
+    assert labkit.require_engine("the pushed image") is None
+    assert capsys.readouterr().out == ""
+
+
 def test_self_check_reports_each_check_and_never_raises(capsys):
     def passes():
         """the answer is right"""
@@ -185,7 +207,7 @@ def test_self_check_reports_each_check_and_never_raises(capsys):
 
 def test_show_report_prints_scores_findings_and_hints(capsys):
     report = Report(
-        "labs/challenge",
+        "labs/07-challenge",
         [
             CriterionResult("buildx", "uses buildx", "pass", 1, 1),
             CriterionResult(
@@ -242,3 +264,25 @@ def test_sh_runs_docker_for_real(capsys):
     assert r.ok and "default" in r.stdout and r.recording is None
     assert labkit.lab_status("03-builders") == {"engine": True}
     assert repr(r) == "<ShResult `docker buildx ls`: exit 0>"
+
+
+def test_counted_zeroes_a_pass_whose_prerequisite_failed_and_totals_agree():
+    """The challenge's graded cells read this one report: its total is the nbgrader total."""
+    report = Report(
+        "x",
+        [
+            CriterionResult("cross-compile", "cc", "fail", 0, 2),
+            CriterionResult("build", "b", "pass", 1, 1),
+            CriterionResult("runs", "r", "pass", 1, 1),
+        ],
+    )
+    got = labkit.counted(report, {"build": ("cross-compile",)})
+    assert [c.status for c in got.criteria] == ["fail", "fail", "pass"]
+    assert got.score == 1 and report.score == 2  # the original is left alone
+    assert "build counts once cross-compile passes" in got.criterion("build").findings[-1].message
+
+
+def test_show_report_says_what_evaluates_skipped_rows(capsys):
+    report = Report("x", [CriterionResult("runs", "r", "skipped", 0, 1)])
+    labkit.show_report(report, skipped="run the full check in section 5")
+    assert "not evaluated here: run the full check in section 5" in capsys.readouterr().out

@@ -37,7 +37,7 @@ COMMANDS = {
     "export": "nbgrader export --to grades.csv",
 }
 FULL, BLANK, PARTIAL = "ada-full", "bob-blank", "cy-partial"
-PARTIAL_LABS = ("00-welcome", "challenge")
+PARTIAL_LABS = ("00-welcome", "04-build-push", "07-challenge")
 
 
 class Course:
@@ -107,19 +107,29 @@ def _submit(
 
 
 def _partial(aid: str, solutions: dict[str, dict[str, str]], tmp: Path) -> tuple[dict, Path | None]:
-    if aid == "challenge":
+    if aid == "07-challenge":
         # build.sh fixed, Dockerfile not: the arm64 image holds an amd64 program
         half = tmp / "partial-files"
         half.mkdir()
         shutil.copy(SOURCE / aid / "reference-solution" / "build.sh", half / "build.sh")
         return {}, half
     answers = {name: dict(cells) for name, cells in solutions.items()}
+    if aid == "04-build-push":
+        # the build cell forgets --provenance=false: it builds and pushes, provenance fails
+        nb = answers["04-build-push.ipynb"]
+        nb["build-commands"] = (
+            "%%docker build\n"
+            "docker buildx build --builder default --platform linux/amd64,linux/arm64 \\\n"
+            '  -t "$REPO:v1" --push app\n'
+        )
+        return answers, None
     nb = answers["00-welcome.ipynb"]
-    # passes the visible check, fails the hidden one: its traceback must not leak
-    wrong = (
-        "linux/arm64" if "x86_64" in proc.run(["uname", "-m"], timeout=10).stdout else "linux/amd64"
+    # passes the visible check (a docker version command printing a Docker platform), fails
+    # the hidden one (not this engine's platform): its traceback must not leak
+    wrong = "arm64" if "x86_64" in proc.run(["uname", "-m"], timeout=10).stdout else "amd64"
+    nb["host-platform"] = (
+        f"%%docker platform\ndocker version --format '{{{{.Server.Os}}}}/{wrong}'\n"
     )
-    nb["host-platform"] = f'host_platform = "{wrong}"\nprint(host_platform)'
     del nb["ready-labs"]
     return answers, None
 
@@ -203,7 +213,10 @@ def test_round_trip(course, aid, tmp_path):
         partial = course.grades(aid, PARTIAL)
         total = sum(score for score, _ in partial.values())
         assert 0 < total < sum(top for _, top in partial.values()), partial
-        if aid == "challenge":
+        if aid == "04-build-push":
+            assert partial["test-push-provenance"][0] == 0, partial
+            assert partial["test-buildx-platforms"][0] == 2 and partial["test-oci"][0] == 2
+        if aid == "07-challenge":
             assert partial["test-image-arch"][0] == 0, "an amd64 program in the arm64 image"
             assert partial["test-cross-compile"][0] == 0
             assert partial["test-buildx"][0] == partial["test-platforms"][0] == 1
@@ -220,6 +233,9 @@ def test_round_trip(course, aid, tmp_path):
             leaked = [line for line in hidden if line in text]
             assert leaked == [], f"{student}: hidden test source in feedback: {leaked[:3]}"
             assert "BEGIN HIDDEN TESTS" not in text
+    if aid == "04-build-push":  # the grader's rule id and hint reach the learner's feedback
+        page = next((course.root / "feedback" / PARTIAL / aid).glob("*.html"))
+        assert "provenance: [BS140]" in _visible_text(page), "rule id in the feedback"
     if aid == "00-welcome":
         page = next((course.root / "feedback" / PARTIAL / aid).glob("*.html"))
         assert "AssertionError: expected linux/" in _visible_text(page), (

@@ -11,9 +11,10 @@ from labs_nbtools import RELEASE, ROOT, SOURCE, assignments
 from traitlets.config.loader import PyFileConfigLoader
 
 from grader import proc
-from grader.hidden_tests import StripHiddenTests
-from grader.labkit import LABS
-from grader.labs_release import dirty_cells
+from grader.course.hidden_tests import StripHiddenTests
+from grader.course.labkit import LABS
+from grader.course.release import dirty_cells
+from grader.course.starters import starter
 
 SOURCE_NBS = sorted(SOURCE.glob("*/*.ipynb"))
 RELEASED_NBS = sorted(RELEASE.glob("*/*.ipynb"))
@@ -67,19 +68,28 @@ def test_released_notebooks_hold_no_solutions_or_hidden_tests(path):
     for cell in source.cells:
         if _nbgrader(cell).get("solution"):
             answer = cell.source.split("### BEGIN SOLUTION")[1].split("### END SOLUTION")[0]
+            # a %%writefile cell's starter (the file to fix) is given: its lines may stay
+            given = {ln.strip() for ln in (starter(cell) or "").splitlines()}
             for line in (ln.strip() for ln in answer.splitlines()):
-                if len(line) > 25:
+                if len(line) > 25 and line not in given:
                     assert line not in by_id[cell.id].source, f"solution line released: {line}"
+            if given:  # released as the magic line, then the starter in place of the solution
+                magic = cell.source.split("\n", 1)[0]
+                region = re.compile(r"### BEGIN SOLUTION.*?### END SOLUTION", re.S)
+                text = starter(cell).rstrip("\n")
+                want = region.sub(lambda _, text=text: text, cell.source)
+                assert by_id[cell.id].source == want and want.startswith(magic), cell.id
+                assert "course" not in by_id[cell.id].metadata, f"{cell.id}: course metadata"
 
 
 def test_reference_solution_is_not_released():
     assert not list(RELEASE.rglob("reference-solution"))
-    assert (SOURCE / "challenge" / "reference-solution" / "Dockerfile").is_file()
+    assert (SOURCE / "07-challenge" / "reference-solution" / "Dockerfile").is_file()
 
 
 def test_every_assignment_has_a_lab_entry_and_a_release():
     for aid in assignments():
-        assert aid in LABS, f"add {aid} to grader.labkit.LABS (lab_header needs it)"
+        assert aid in LABS, f"add {aid} to grader.course.labkit.LABS (lab_header needs it)"
         assert (RELEASE / aid).is_dir(), f"run scripts/release-labs {aid}"
 
 
@@ -91,7 +101,7 @@ def test_nbgrader_config_loads_with_the_course_settings():
     assert cfg.Execute.timeout >= 1800
     assert StripHiddenTests in cfg.GenerateFeedback.preprocessors
     assert {"build.sh", "Dockerfile", "app/hello.c"} <= set(
-        cfg.Autograde.exclude_overwriting["challenge"]
+        cfg.Autograde.exclude_overwriting["07-challenge"]
     ), "autograde must grade the learner's files, not the starter's"
     assert cfg.CourseDirectory.db_url.endswith("/gradebook.db")
 

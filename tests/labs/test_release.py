@@ -7,7 +7,7 @@ import pytest
 from labs_nbtools import ROOT
 
 from grader import proc
-from grader.labs_release import check_up_to_date, clean, diff_trees, dirty_cells, release
+from grader.course.release import check_up_to_date, clean, diff_trees, dirty_cells, release
 
 
 def test_labs_regenerate_identically_from_source():

@@ -15,11 +15,13 @@ from grader import proc
 RELEASED = sorted(p.name for p in RELEASE.iterdir() if p.is_dir() and any(p.glob("*.ipynb")))
 
 #: What an unanswered exercise raises; anything else is a bug in the lab.
-LEARNER_ERRORS = {"NotImplementedError", "NameError", "AssertionError"}
+LEARNER_ERRORS = {"NotImplementedError", "NameError", "AssertionError", "CheckSkipped"}
 
-#: A cell that runs an engine command through labkit.sh: `sh("docker ...`, `sh(["docker", ...`
-#: or `sh(..., engine=True)`.
-ENGINE_CALL = re.compile(r"""\bsh\(\s*\[?\s*["']docker\b|\bsh\([^\n]*engine=True""")
+#: A cell that runs an engine command: through labkit.sh (`sh("docker ...`, `sh(["docker", ...`
+#: or `sh(..., engine=True)`), or a `%%docker` cell (grader.course.magics).
+ENGINE_CALL = re.compile(
+    r"""\bsh\(\s*\[?\s*["']docker\b|\bsh\([^\n]*engine=True|^%%docker\b""", re.M
+)
 
 
 @pytest.mark.engine

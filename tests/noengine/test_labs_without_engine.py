@@ -24,16 +24,20 @@ import papermill
 import pytest
 from authregistry import Registry, SigningKey, TokenServer, anonymous_pull, token_auth_yaml
 
-from grader import recorded
+from grader.course import recorded
 
 ROOT = Path(__file__).resolve().parents[2]
 LABS = sorted(ROOT.glob("labs/*/*.ipynb"))
 
-#: Errors an unanswered exercise raises: anything else in a lab is a bug of no-engine mode.
-LEARNER_ERRORS = {"NotImplementedError", "NameError", "AssertionError"}
+#: Errors an unanswered exercise raises, and a check that cannot run without an engine
+#: (CheckSkipped): anything else in a lab is a bug of no-engine mode.
+LEARNER_ERRORS = {"NotImplementedError", "NameError", "AssertionError", "CheckSkipped"}
 
-#: A cell that needs the engine: a `sh(...)` of a docker command, or an explicit check.
-_ENGINE_CALL = re.compile(r"""\bsh\(\s*[\[(]?\s*f?["']docker\b|\bneeds_engine\(""")
+#: A cell that needs the engine: a `sh(...)` of a docker command, a `%%docker` cell, or an
+#: explicit check.
+_ENGINE_CALL = re.compile(
+    r"""\bsh\(\s*[\[(]?\s*f?["']docker\b|\bneeds_engine\(|^%%docker\b""", re.M
+)
 _RECORD_KEY = re.compile(r"""record\s*=\s*["']([^"']+)["']""")
 
 

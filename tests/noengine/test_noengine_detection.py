@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from grader import labkit, noengine
+from grader.course import labkit, noengine
 
 
 @pytest.fixture(autouse=True)
@@ -90,10 +90,10 @@ def test_banner_for_every_lab(lab_id, monkeypatch):
     b = noengine.banner(lab_id)
     text, page = str(b), b._repr_html_()
     assert f"lab {lab_id}" in text and "COURSE_NO_ENGINE=1" in text
-    assert noengine.RUNS_FOR_REAL[lab_id][0] in text, "what still runs for real, per lab"
+    assert labkit.LABS[lab_id].runs_for_real[0] in text, "what still runs for real, per lab"
     assert "./course up" in text and "JupyterHub" in text, "how to get the full lab"
     assert "<b>Runs for real:</b>" in page and "<code>[no engine]</code>" in page
-    from grader import recorded
+    from grader.course import recorded
 
     count = len(recorded.lab_recordings(lab_id))
     if count:
@@ -117,5 +117,5 @@ def test_lab_header_displays_the_banner_once(monkeypatch, capsys):
 
 
 def test_every_lab_says_what_runs_for_real():
-    assert set(noengine.RUNS_FOR_REAL) == set(labkit.LABS)
+    assert all(info.runs_for_real for info in labkit.LABS.values())
     assert os.path.basename(noengine.DEFAULT_SOCKET) == "docker.sock"

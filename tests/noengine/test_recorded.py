@@ -1,4 +1,4 @@
-"""grader.recorded: the store of real outputs the labs show without an engine, and the
+"""grader.course.recorded: the store of real outputs the labs show without an engine, and the
 `grader record` tool that fills it. Real commands through labkit.sh, a real store on disk."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader import labkit, noengine, recorded
+from grader.course import labkit, magics, noengine, record, recorded
 
 ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
@@ -70,7 +70,7 @@ def test_labkit_shows_the_recording_when_no_engine(store, no_engine, monkeypatch
 def test_keys_belong_to_their_lab_by_number_or_name(monkeypatch):
     monkeypatch.delenv("COURSE_RECORD_LAB", raising=False)
     assert recorded.lab_for_key("01-run-liar") == "01-exec-format-error"
-    assert recorded.lab_for_key("challenge-build") == "challenge"
+    assert recorded.lab_for_key("07-build") == "07-challenge"
     assert recorded.lab_for_key("08-cache") == "08-beyond"
     assert recorded.lab_for_key("zz-other") == "misc"
     monkeypatch.setenv("COURSE_RECORD_LAB", "05-cross-compile")
@@ -100,9 +100,10 @@ def test_a_key_in_two_labs_is_an_error_and_a_damaged_store_is_no_recording(store
 
 
 def test_the_shipped_store_is_small_valid_and_covers_every_key_the_labs_use():
-    """Fails when a lab gains a `record=` key nobody recorded: run `grader record <lab>`."""
+    """Fails when a lab gains a `record=` key or a `%%docker` cell nobody recorded: run
+    `grader record <lab>`."""
     files = sorted(recorded.RECORDINGS_DIR.glob("*.json"))
-    assert files, "grader/recordings/ is empty"
+    assert files, "grader/course/recordings/ is empty"
     assert sum(f.stat().st_size for f in files) < 400_000
     store = recorded.load_all(recorded.RECORDINGS_DIR)  # raises on a duplicate key
     for rec in store.values():
@@ -113,6 +114,10 @@ def test_the_shipped_store_is_small_valid_and_covers_every_key_the_labs_use():
         for cell in nb.cells:
             if cell.cell_type == "code":
                 for key in _RECORD_KEY.findall(cell.source):
+                    used[key] = nb_path.parent.name
+                magic = magics.MAGIC_LINE.match(cell.source)
+                key = magic and magics.recording_key(magic.group(1), nb_path.parent.name)
+                if key:
                     used[key] = nb_path.parent.name
     skipped = {
         key for f in files for key in recorded.not_run(f)
@@ -127,7 +132,7 @@ def test_the_shipped_store_is_small_valid_and_covers_every_key_the_labs_use():
 
 def test_recorded_package_data_is_declared():
     text = (ROOT / "pyproject.toml").read_text()
-    assert '"recordings/*.json"' in text
+    assert '"course/recordings/*.json"' in text
 
 
 @pytest.mark.engine
@@ -140,7 +145,7 @@ def test_grader_record_runs_a_source_notebook_on_the_engine(tmp_path, monkeypatc
     nb = nbformat.v4.new_notebook()
     nb.cells = [
         nbformat.v4.new_code_cell(
-            "from grader.labkit import sh\n"
+            "from grader.course.labkit import sh\n"
             "sh('docker buildx version', record='03-t-version')\n"
             "sh(['docker', 'buildx', 'inspect', 'no-such-builder-t7'], record='03-t-missing')\n"
             "if False:  # a branch this machine does not take\n"
@@ -151,7 +156,7 @@ def test_grader_record_runs_a_source_notebook_on_the_engine(tmp_path, monkeypatc
     out = tmp_path / "out"
     out.mkdir()
     (out / "03-builders.json").write_text('{"recordings": {"03-stale": {}}}')
-    run = recorded.record_lab("03-builders", source_dir=tmp_path / "source", out_dir=out)
+    run = record.record_lab("03-builders", source_dir=tmp_path / "source", out_dir=out)
     assert run.ok and run.recorded == 2, run.error
     got = json.loads((out / "03-builders.json").read_text())["recordings"]
     assert set(got) == {"03-t-version", "03-t-missing"}, "re-recording replaces the lab's file"
@@ -172,7 +177,7 @@ def test_a_failing_lab_keeps_the_previous_recordings(tmp_path):
     out.mkdir()
     previous = '{"recordings": {}}'
     (out / "03-builders.json").write_text(previous)
-    run = recorded.record_lab("03-builders", source_dir=tmp_path / "source", out_dir=out)
+    run = record.record_lab("03-builders", source_dir=tmp_path / "source", out_dir=out)
     assert not run.ok and "lab is broken" in run.error
     assert (out / "03-builders.json").read_text() == previous
 
@@ -191,7 +196,8 @@ def test_keep_partial_stores_what_a_failing_lab_recorded(tmp_path):
     nb = nbformat.v4.new_notebook()
     nb.cells = [
         nbformat.v4.new_code_cell(
-            "from grader.labkit import sh\nsh('docker buildx version', record='03-t-partial')"
+            "from grader.course.labkit import sh\n"
+            "sh('docker buildx version', record='03-t-partial')"
         ),
         nbformat.v4.new_code_cell("raise RuntimeError('a later check fails')"),
     ]
@@ -200,7 +206,7 @@ def test_keep_partial_stores_what_a_failing_lab_recorded(tmp_path):
     out.mkdir()
     entry = {"command": "old", "returncode": 0, "recorded_at": "2025-01-01"}
     (out / "03-builders.json").write_text(json.dumps({"recordings": {"03-t-old": entry}}))
-    run = recorded.record_lab(
+    run = record.record_lab(
         "03-builders", source_dir=tmp_path / "source", out_dir=out, keep_partial=True
     )
     assert not run.ok and run.recorded == 1

@@ -14,7 +14,7 @@ from authregistry import (
     token_auth_yaml,
 )
 
-from grader.registry import RegistryClient, RegistryError
+from grader.docker.registry import RegistryClient, RegistryError
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +93,7 @@ def test_mirror_only_serves_docker_hub_names(monkeypatch):
     monkeypatch.setenv("COURSE_HUB_MIRROR", "http://127.0.0.1:5999/")
     client = RegistryClient()
     assert client.hub_mirror == "127.0.0.1:5999"
-    from grader.registry import Reference
+    from grader.docker.registry import Reference
 
     hub = client.resolve(Reference.parse("python:3.11-slim"))
     assert (hub.host, hub.repository, hub.tag) == ("127.0.0.1:5999", "library/python", "3.11-slim")

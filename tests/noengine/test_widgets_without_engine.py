@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from grader import noengine
-from grader.widgets import BinfmtPanel, BuilderPanel, BuildPanel, ManifestExplorer
+from grader.course import noengine
+from grader.course.widgets import BinfmtPanel, BuilderPanel, BuildPanel, ManifestExplorer
 
 CONTEXT = Path(__file__).parents[1] / "fixtures" / "rawjson" / "contexts" / "emulated"
 

@@ -12,7 +12,7 @@ import time
 import uuid
 from pathlib import Path
 
-from grader.engine.services import registry_answers
+from grader.docker.registry import registry_answers
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 GOOD = FIXTURES / "sandbox" / "good"

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from batchkit import PrivateRegistry, make_good, make_hostile, records, unique_prefix
 
-from grader.batch import BatchOptions, run_batch
-from grader.criteria import CRITERIA
-from grader.registry import RegistryClient, RegistryError
-from grader.sandbox.limits import Limits
-from grader.sandbox.runner import local_images
+from grader.docker.registry import RegistryClient, RegistryError
+from grader.grading.batch.run import BatchOptions, run_batch
+from grader.grading.criteria import CRITERIA
+from grader.grading.sandbox.limits import Limits
+from grader.grading.sandbox.runner import local_images
 
 ENGINE_IDS = ("idempotent", "build", "runs", "manifest", "image-arch")
 

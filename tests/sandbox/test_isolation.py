@@ -15,10 +15,10 @@ import pytest
 
 from grader import proc
 from grader.engine.config import settings
-from grader.sandbox import jail, runner
-from grader.sandbox.gate import Client, Gate
-from grader.sandbox.limits import Limits
-from grader.sandbox.policy import Policy
+from grader.grading.sandbox import jail, runner
+from grader.grading.sandbox.gate import Client, Gate
+from grader.grading.sandbox.limits import Limits
+from grader.grading.sandbox.policy import Policy
 
 PROBE = r"""#!/bin/bash
 say() { printf '%s=%s\n' "$1" "$2"; }
@@ -34,6 +34,11 @@ for p in /root /work /home/learner/.. /var/run/docker.sock /run/docker.sock /run
 done
 ls /home | tr '\n' ' ' | xargs -I{} printf 'homes=%s\n' "{}"
 say userns "$(unshare -U true 2>/dev/null && echo yes || echo no)"
+say userns_root "$(unshare -r true 2>/dev/null && echo yes || echo no)"
+say seccomp "$(awk '/^Seccomp:/ {print $2}' /proc/self/status)"
+say keyctl "$(python3 -c 'import ctypes as c, os; l = c.CDLL(None, use_errno=True)
+print("ok" if l.syscall(250, 0, -3, 0) != -1 else os.strerror(c.get_errno()))')"
+say bash_works "$(bash -c 'echo $((6 * 7))')"
 say docker_is_shim "$(grep -c 'the gate decides' /usr/bin/docker)"
 plugin=/usr/libexec/docker/cli-plugins/docker-buildx
 say plugin "$($plugin du >/dev/null 2>&1 && echo reaches || echo isolated)"
@@ -48,7 +53,7 @@ docker version --format '{{.Server.Os}}' | sed 's/^/server=/'
 
 @pytest.fixture
 def sandbox_ready():
-    from grader.sandbox import sandbox_problem
+    from grader.grading.sandbox import sandbox_problem
 
     if sandbox_problem():
         pytest.fail(f"the sandbox cannot run here: {sandbox_problem()}")
@@ -90,7 +95,11 @@ def test_the_sandbox_from_inside(tmp_path: Path, monkeypatch, sandbox_ready) -> 
               "/etc/shadow", "/etc/docker", "/tmp/grader-sandbox"):  # fmt: skip
         assert seen[f"seen:{p}"] == "no", p
     assert seen["homes"].split() == ["learner"]
-    assert seen["userns"] == "no"
+    assert seen["userns"] == "no" and seen["userns_root"] == "no"
+    # the seccomp filter (bwrap --seccomp): mode 2, the keyring refused, bash still runs
+    assert seen["seccomp"] == "2"
+    assert seen["keyctl"] == "Operation not permitted"
+    assert seen["bash_works"] == "42"
     assert seen["docker_is_shim"] == "1"
     assert seen["plugin"] == "isolated"
     assert seen["env_secret"] == "unset"

@@ -4,6 +4,9 @@ comes back configured). This disrupts everything else using the engine: it is ma
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -12,20 +15,35 @@ import pytest
 from batchkit import make_good, records, unique_prefix
 
 from grader import proc
-from grader.batch import BatchOptions, run_batch
-from grader.engine import services
+from grader.engine import rootless, services
 from grader.engine.config import settings
-from grader.sandbox.limits import Limits
+from grader.grading.batch.run import BatchOptions, run_batch
+from grader.grading.sandbox.limits import Limits
 
 POLL = "sleep 1; for i in $(seq 1 20); do docker buildx ls >/dev/null || exit 1; sleep 0.3; done"
 
 pytestmark = [pytest.mark.engine, pytest.mark.registry, pytest.mark.faults]
 
 
-def test_dockerd_restarted_mid_batch(tmp_path: Path) -> None:
+def _kill_worker_daemons() -> None:
+    """SIGKILL the dockerd of every worker engine now running (CI runs no hub)."""
+    for n in range(rootless.SLOTS):
+        for pid in rootless._cgroup_pids(n):
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "dockerd":
+                    os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("isolate", [False, True], ids=["shared-engine", "worker-engine"])
+def test_dockerd_restarted_mid_batch(tmp_path: Path, isolate: bool) -> None:
+    """Shared engine: restarted through the course's code. Worker engine: its dockerd is
+    killed; the next submission's reset starts a fresh one. Either way the submission that
+    met it is an ERROR, retried in the same batch, and the batch ends complete."""
     cfg = settings()
-    if services.owned_pid(cfg, "dockerd") is None:
+    if not isolate and services.owned_pid(cfg, "dockerd") is None:
         pytest.skip("the running engine was not started by the course (Docker Desktop?)")
+    if isolate and rootless.rootless_problem():
+        pytest.fail(f"worker engines cannot run here: {rootless.rootless_problem()}")
     subs = tmp_path / "subs"
     make_good(subs / "d1", "restart 1")
     # d2 talks to the engine every 0.3 s for ~6 s: it certainly meets the restart.
@@ -38,8 +56,11 @@ def test_dockerd_restarted_mid_batch(tmp_path: Path) -> None:
     def restart() -> None:
         try:
             time.sleep(2)  # d2's build.sh is polling the engine by now
-            services.stop_service(cfg, "dockerd")
-            services.ensure_dockerd(cfg)
+            if isolate:
+                _kill_worker_daemons()
+            else:
+                services.stop_service(cfg, "dockerd")
+                services.ensure_dockerd(cfg)
             restarted.set()
         except BaseException as e:
             errors.append(e)
@@ -60,6 +81,7 @@ def test_dockerd_restarted_mid_batch(tmp_path: Path) -> None:
         engine_wait=240,
         retries=1,
         progress=progress,
+        isolate=isolate,
     )
     summary = run_batch(subs, opts)
     assert not errors, errors
@@ -77,3 +99,31 @@ def test_dockerd_restarted_mid_batch(tmp_path: Path) -> None:
         ["docker", "info", "--format", "{{json .RegistryConfig.Mirrors}}"], timeout=30
     ).stdout
     assert cfg.registry_host in mirrors
+
+
+def test_a_dead_scope_proxy_is_the_machines_fault_not_the_learners(tmp_path: Path) -> None:
+    """The proxy stops while a worker engine waits for the next submission: every engine
+    criterion is an infrastructure `error` (regraded later), never a learner's `fail`."""
+    from grader.engine import scope
+    from grader.grading.checks import run as engine
+    from grader.grading.sandbox.runner import default_work_root
+
+    sub = tmp_path / "sub"
+    make_good(sub, "proxy down")
+    with engine.claim_worker(settings().registry_host) as worker:
+        assert worker.registry != worker.registry_upstream  # behind the proxy
+        scope.stop()
+        try:
+            opts = engine.EngineOptions(
+                namespace=f"{unique_prefix()}/proxy-down",
+                limits=Limits(seconds=60, command_seconds=60),
+                build_timeout=60,
+                run_timeout=30,
+                work_root=default_work_root() / f"t-proxy-{os.getpid()}",
+                engine=worker,
+            )
+            outcome = engine.check_engine(sub, None, ("linux/amd64",), opts=opts)
+        finally:
+            scope.start()
+    assert [r.status for r in outcome.results] == ["error", "error", "error"], outcome.results
+    assert "scope proxy" in (outcome.infrastructure or ""), outcome.infrastructure

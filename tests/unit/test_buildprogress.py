@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from grader import buildprogress as bp
+from grader.docker import progress as bp
 from grader.known_errors import explain
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "rawjson"
@@ -314,3 +314,14 @@ def test_an_unterminated_object_is_flushed_as_text_at_the_end():
     p.feed_lines(["{", '  "vertexes": ['])
     p.finish(ok=False)
     assert p.text == ["{", '  "vertexes": [']
+
+
+def test_deeply_nested_json_in_build_output_is_text_not_a_crash():
+    # A RUN step can print anything: json.loads on it raised RecursionError (not ValueError)
+    # and took the grader down. Past the depth limit it is kept as plain text.
+    deep = '{"vertexes": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    p = bp.BuildProgress(["linux/arm64"], "linux/amd64")
+    p.feed_line(deep)
+    p.feed_lines(["{", '  "vertexes": ' + "[" * 100_000, "]" * 100_000, "}"])
+    p.feed_line('{"vertexes": []}')  # and it goes on reading
+    assert any(line.startswith('{"vertexes": [[[') for line in p.text)

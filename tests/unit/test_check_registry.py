@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from fake_registry import FakeRegistry, digest_of, load_fixture
 
-from grader.checks.registry import check_image
-from grader.criteria import BY_ID
-from grader.registry import MEDIA_OCI_INDEX, RegistryClient
+from grader.docker.registry import MEDIA_OCI_INDEX, RegistryClient
+from grader.grading.checks.image import check_image
+from grader.grading.criteria import BY_ID
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "manifests"
 SCENARIOS = sorted(p.name for p in FIXTURES.iterdir() if (p / "meta.json").exists())

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from grader import elf
+from grader.docker import elf
 
 HEADS = json.loads((Path(__file__).parents[1] / "fixtures/elf/heads.json").read_text())
 

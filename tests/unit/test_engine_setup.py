@@ -11,6 +11,7 @@ import threading
 
 import pytest
 
+from grader.docker import registry
 from grader.engine import config, services
 from grader.engine.config import Settings
 
@@ -68,7 +69,7 @@ def test_port_taken_by_a_non_registry_moves_to_another_port(tmp_path):
     s = _listener()
     port = s.getsockname()[1]
     try:
-        assert not services.registry_answers(f"127.0.0.1:{port}")
+        assert not registry.registry_answers(f"127.0.0.1:{port}")
         chosen = services.choose_registry_port(Settings(tmp_path, port))
         assert chosen != port and 5001 <= chosen < 5030
     finally:
@@ -190,3 +191,20 @@ def test_compose_v2_comes_with_the_engine_on_bookworm(monkeypatch):
     assert engine <= set(install.missing_packages())
     versions["docker-compose"] = None  # docker-ce's engine runs: its own plugin, not ours
     assert "docker-compose" not in install.missing_packages(engine=False)
+
+
+def test_a_service_starts_through_proc_and_stops_by_its_pid_file(tmp_path):
+    """What `grader engine up` does for dockerd and the registry, and `grader lab start` for
+    JupyterLab: a detached daemon, its pid file and log in the course's state directory."""
+    cfg = Settings(tmp_path, 5000)
+    argv = [sys.executable, "-c", "import time; print('serving', flush=True); time.sleep(60)"]
+    pid = services.start_service(cfg, "toy", argv)
+    try:
+        assert cfg.pidfile("toy").read_text() == str(pid)
+        assert services.owned_pid(cfg, "toy") == pid
+        assert os.getsid(pid) == pid  # a Ctrl-C in the terminal that ran `up` does not reach it
+        assert "starting: " in cfg.logfile("toy").read_text()
+    finally:
+        assert services.stop_service(cfg, "toy", timeout=10)
+    assert services.owned_pid(cfg, "toy") is None and not cfg.pidfile("toy").exists()
+    assert not services.stop_service(cfg, "toy")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.buildprogress import parse
+from grader.docker.progress import parse
 from grader.known_errors import explain
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "rawjson"

@@ -16,9 +16,9 @@ import pytest
 import zstandard
 from fake_registry import FakeRegistry
 
-from grader import elf
-from grader.layers import ImageFileError, ImageFilesystem, Limits, find_program
-from grader.registry import Descriptor, Reference, RegistryClient, RegistryError
+from grader.docker import elf
+from grader.docker.layers import ImageFileError, ImageFilesystem, Limits, find_program
+from grader.docker.registry import Descriptor, Reference, RegistryClient, RegistryError
 
 HEADS = {
     h["name"]: bytes.fromhex(h["head_hex"])

@@ -9,9 +9,9 @@ import json
 import pytest
 from fake_registry import FakeRegistry, load_fixture
 
-from grader.registry import MEDIA_OCI_INDEX, RegistryClient
-from grader.widgets import ManifestExplorer
-from grader.widgets.manifests import explore
+from grader.course.widgets import ManifestExplorer
+from grader.course.widgets.manifests import explore
+from grader.docker.registry import MEDIA_OCI_INDEX, RegistryClient
 
 
 @pytest.fixture
@@ -94,3 +94,18 @@ def test_a_bad_root_answer_becomes_a_message(public, fault, message):
     explorer = ManifestExplorer(client=RegistryClient(timeout=5))
     assert explorer.explore(ref) is None
     assert message in explorer.status.value and explorer.tree.children == ()
+
+
+def test_the_explorer_shows_its_request_and_the_equivalent_command():
+    from grader.course.widgets import ManifestExplorer
+
+    panel = ManifestExplorer("127.0.0.1:5000/lab04/run-1:v1")
+    html = panel.command.value
+    assert "docker buildx imagetools inspect --raw 127.0.0.1:5000/lab04/run-1:v1" in html
+    assert "GET http://127.0.0.1:5000/v2/lab04/run-1/manifests/v1" in html
+    panel.reference.value = "python:3.11-slim"
+    assert "GET https://registry-1.docker.io/v2/library/python/manifests/3.11-slim" in (
+        panel.command.value
+    )
+    panel.reference.value = "not a reference!"
+    assert panel.command.value == ""

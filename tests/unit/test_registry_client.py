@@ -11,7 +11,7 @@ import time
 import pytest
 from fake_registry import FakeRegistry, digest_of
 
-from grader.registry import (
+from grader.docker.registry import (
     INDEX_TYPES,
     MANIFEST_TYPES,
     MAX_DOCUMENT,
@@ -86,6 +86,21 @@ def test_garbage_documents(registry, body):
     registry.add_manifest("app", body, "application/vnd.oci.image.index.v1+json", tag="bad")
     err = kind_of(lambda: RegistryClient(timeout=2).fetch_manifest(registry.ref("app", "bad")))
     assert err.kind == "garbage"
+
+
+def test_a_deeply_nested_document_is_refused_by_its_depth(registry):
+    body = b'{"manifests": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    registry.add_manifest("app", body, "application/vnd.oci.image.index.v1+json", tag="deep")
+    err = kind_of(lambda: RegistryClient(timeout=2).fetch_manifest(registry.ref("app", "deep")))
+    assert err.kind == "garbage" and "nested 5001 levels deep" in str(err)
+
+
+def test_a_token_endpoint_answering_deeply_nested_json():
+    # Was a RecursionError escaping the client (not a RegistryError): a crash of the grader.
+    with FakeRegistry(auth="bearer") as reg:
+        reg.faults["/token"] = "nested"
+        err = kind_of(lambda: RegistryClient(timeout=5).fetch_manifest(reg.ref("org/app", "v1")))
+        assert err.kind == "auth" and "nested" in str(err)
 
 
 def test_an_endless_body_stops_at_the_size_limit(registry):
@@ -210,7 +225,7 @@ def test_redirected_blobs_do_not_carry_our_token_to_another_host():
 
 
 def client_ref(reg):
-    from grader.registry import Reference
+    from grader.docker.registry import Reference
 
     return Reference.parse(reg.ref("app"))
 
@@ -256,3 +271,81 @@ def test_exists_and_tags(registry):
     assert client.exists(registry.ref("app", "v1"))
     assert not client.exists(registry.ref("app", "v2"))
     assert client.list_tags(registry.ref("app")) == ["v1"]
+
+
+# --- is it a registry? (the engine's start-up and the doctor ask) -------------------------
+
+
+class _Answer:
+    """A plain HTTP server on 127.0.0.1 answering every GET with ``status`` and ``headers``."""
+
+    def __init__(self, status: int, headers: dict[str, str]):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        answer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                answer.paths.append(self.path)
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.paths: list[str] = []
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self):
+        import threading
+
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+V2 = {"Docker-Distribution-Api-Version": "registry/2.0"}
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "expected"),
+    [(200, {}, True), (401, V2, True), (401, {}, False), (404, V2, False), (500, {}, False)],
+    ids=["200", "401-registry", "401-some-web-server", "404", "500"],
+)
+def test_registry_answers_tells_a_registry_from_another_server(status, headers, expected):
+    from grader.docker.registry import registry_answers
+
+    with _Answer(status, headers) as server:
+        assert registry_answers(server.host) is expected
+        assert server.paths == ["/v2/"]
+
+
+def test_registry_answers_for_dead_or_foreign_servers(registry):
+    from grader.docker.registry import registry_answers
+
+    registry.faults["/v2/"] = "bad-status"
+    assert registry_answers(registry.host) is False
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.monotonic()
+    assert registry_answers(f"127.0.0.1:{port}", timeout=1) is False
+    assert time.monotonic() - start < 3
+
+
+def test_registry_answers_never_asks_a_proxy_for_a_local_registry(registry, monkeypatch):
+    """With http_proxy set (a classroom's), the course registry on 127.0.0.1 is still found:
+    the probe goes through the registry client, which never proxies loopback."""
+    from grader.docker.registry import registry_answers
+
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")  # discard: nothing listens
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    assert registry_answers(registry.host) is True

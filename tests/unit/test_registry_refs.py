@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from grader.registry import Platform, Reference, RegistryError, normalize
+from grader.docker.registry import Platform, Reference, RegistryError, normalize
 
 
 @pytest.mark.parametrize(

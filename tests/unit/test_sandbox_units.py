@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.batch import (
+from grader.grading.batch.run import (
     BatchOptions,
     atomic_write,
     discover,
@@ -22,10 +22,10 @@ from grader.batch import (
     safe_name,
     write_grades_csv,
 )
-from grader.checks.engine import insecure_run_flag, namespace_for
-from grader.criteria import CRITERIA
-from grader.sandbox import runner
-from grader.sandbox.policy import Policy
+from grader.grading.checks.run import insecure_run_flag, namespace_for
+from grader.grading.criteria import CRITERIA
+from grader.grading.sandbox import runner
+from grader.grading.sandbox.policy import Policy
 
 # --- copying and judging a submission ----------------------------------------------------
 
@@ -163,7 +163,7 @@ def test_run_gets_the_graders_limits_and_label_whatever_the_script_asked(tmp_pat
     options = argv[:image_at]
     assert "--memory=64g" not in options and "--pids-limit=-1" not in options
     assert f"--memory={p.limits.container_memory}" in options
-    assert "--label=grader.sandbox=abcdef0123" in options
+    assert "--label=grader.grading.sandbox=abcdef0123" in options
     assert "--name=gabcdef0123-web" in options
     assert argv[image_at + 1 :] == ["echo", "-m"]  # the container's own arguments untouched
 
@@ -181,8 +181,30 @@ def test_rewritten_names_are_followed_by_later_commands(tmp_path: Path) -> None:
 
 def test_unconfined_policy_keeps_any_grading_registry_repository(tmp_path: Path) -> None:
     p = _policy(tmp_path, confine=False)
-    d = p.decide(["buildx", "build", "-t", "127.0.0.1:5000/challenge/hello:latest", "--push", "."])
-    assert d.refused is None and d.pushes == ["127.0.0.1:5000/challenge/hello:latest"]
+    d = p.decide(
+        ["buildx", "build", "-t", "127.0.0.1:5000/07-challenge/hello:latest", "--push", "."]
+    )
+    assert d.refused is None and d.pushes == ["127.0.0.1:5000/07-challenge/hello:latest"]
+
+
+def test_scratch_policy_rewrites_the_learners_own_tag_into_its_namespace(tmp_path: Path) -> None:
+    """A learner's own full check must not overwrite the tag their build.sh names."""
+    p = _policy(tmp_path, confine=False, scratch=True)
+    tag = "127.0.0.1:5000/07-challenge/hello:latest"
+    d = p.decide(["buildx", "build", "-t", tag, "--push", "."])
+    assert d.refused is None and d.pushes == ["127.0.0.1:5000/b/alice/hello:latest"]
+    again = p.decide(["buildx", "imagetools", "inspect", tag])
+    assert again.argv[-1] == "127.0.0.1:5000/b/alice/hello:latest"
+    mine = p.decide(["buildx", "build", "-t", "127.0.0.1:5000/b/alice/x:1", "--push", "."])
+    assert mine.pushes == ["127.0.0.1:5000/b/alice/x:1"]
+
+
+def test_scratch_check_pushes_under_the_folder_name_plus_check() -> None:
+    from grader.grading.checks.run import _own_namespace
+
+    assert _own_namespace("07-challenge", False) == "07-challenge"
+    assert _own_namespace("07-challenge", True) == "07-challenge-check"
+    assert len(_own_namespace("x" * 200, True)) <= 60
 
 
 def test_pushes_recorded_only_for_pushing_builds(tmp_path: Path) -> None:
@@ -206,20 +228,20 @@ def test_bootstrap_is_dropped_and_names_prefixed_once(tmp_path: Path) -> None:
 
 def test_discover_plain_and_nbgrader_layouts(tmp_path: Path) -> None:
     (tmp_path / "alice").mkdir()
-    (tmp_path / "bob" / "challenge").mkdir(parents=True)
+    (tmp_path / "bob" / "07-challenge").mkdir(parents=True)
     (tmp_path / ".hidden").mkdir()
     (tmp_path / "notes.txt").write_text("x")
-    subs = discover(tmp_path, "challenge")
+    subs = discover(tmp_path, "07-challenge")
     assert [(s.student, s.path.relative_to(tmp_path).as_posix()) for s in subs] == [
         ("alice", "alice"),
-        ("bob", "bob/challenge"),
+        ("bob", "bob/07-challenge"),
     ]
 
 
 def test_discover_never_follows_a_learners_link_named_like_the_assignment(tmp_path: Path) -> None:
     (tmp_path / "mallory").mkdir()
-    os.symlink("/root", tmp_path / "mallory" / "challenge")
-    (subs,) = discover(tmp_path, "challenge")
+    os.symlink("/root", tmp_path / "mallory" / "07-challenge")
+    (subs,) = discover(tmp_path, "07-challenge")
     assert subs.path == tmp_path / "mallory"
 
 
@@ -259,7 +281,9 @@ def test_resume_decision(tmp_path: Path) -> None:
         good, "f", BatchOptions(out=tmp_path, platforms=("linux/amd64",)).settings_key()
     )
     assert not is_finished(None, "f", key)
-    path = report_path(tmp_path, "al/ice")
+    # A report file holding another student's record is not theirs (ids told apart later).
+    assert not is_finished({**good, "student": "bob"}, "f", key, "alice")
+    path = report_path(tmp_path, safe_name("al/ice"))
     assert path.name == "al_ice.json" and safe_name("..x") == "x"
     path.parent.mkdir(parents=True)
     path.write_text('{"complete": tr')  # a torn write from a crash long ago
@@ -302,15 +326,15 @@ def test_gradebook_export_real_sqlite(tmp_path: Path, monkeypatch) -> None:
 
     # nbgrader creates gradebooks with the `alembic` command installed next to Python.
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    from grader.gradebook import export
+    from grader.grading.batch.gradebook import export
 
     db = f"sqlite:///{tmp_path / 'gradebook.db'}"
     with Gradebook(db) as gb:  # nbgrader autograde ran first for bob's notebook
-        gb.add_assignment("challenge")
-        gb.add_notebook("challenge", "challenge")
-        gb.add_grade_cell("q1", "challenge", "challenge", max_score=2, cell_type="code")
+        gb.add_assignment("07-challenge")
+        gb.add_notebook("07-challenge", "07-challenge")
+        gb.add_grade_cell("q1", "07-challenge", "07-challenge", max_score=2, cell_type="code")
         gb.add_student("bob")
-        gb.add_submission("challenge", "bob")
+        gb.add_submission("07-challenge", "bob")
     results = tmp_path / "results"
     atomic_write(
         report_path(results, "alice"),
@@ -324,17 +348,17 @@ def test_gradebook_export_real_sqlite(tmp_path: Path, monkeypatch) -> None:
     assert export(results, db) == 2
     assert export(results, db) == 2  # idempotent
     with Gradebook(db) as gb:
-        scores = {s["student"]: s["score"] for s in gb.submission_dicts("challenge")}
+        scores = {s["student"]: s["score"] for s in gb.submission_dicts("07-challenge")}
         assert scores == {"alice": 4.0, "bob": 1.0}
-        assert gb.find_grade("runs", "grader", "challenge", "bob").score == 1.0
-        assert gb.find_notebook("grader", "challenge").max_score == 12.0
+        assert gb.find_grade("runs", "grader", "07-challenge", "bob").score == 1.0
+        assert gb.find_notebook("grader", "07-challenge").max_score == 12.0
     ids = [r["id"] for r in csv.DictReader((results / "students.csv").open())]
     assert ids == ["alice", "bob", "carol"]
 
 
 def test_only_machine_faults_make_a_report_incomplete() -> None:
-    from grader.batch import machine_faults
-    from grader.report import CriterionResult, Finding, Report
+    from grader.grading.batch.run import machine_faults
+    from grader.grading.report import CriterionResult, Finding, Report
 
     def report(rule: str) -> Report:
         f = Finding(rule=rule, severity="error", message="m")
@@ -342,7 +366,7 @@ def test_only_machine_faults_make_a_report_incomplete() -> None:
 
     assert machine_faults(report("MF301")) and machine_faults(report("RN450"))
     # Docker Hub unreachable while the grading registry answers: not the machine's fault.
-    from grader.engine.services import registry_answers
+    from grader.docker.registry import registry_answers
 
     if registry_answers("127.0.0.1:5000"):
         assert not machine_faults(report("MF301"), "127.0.0.1:5000")

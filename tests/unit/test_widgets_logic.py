@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from grader import noengine
-from grader.buildprogress import parse
-from grader.widgets import BinfmtPanel, BuilderPanel, BuildPanel, ManifestExplorer
-from grader.widgets.binfmt import BinfmtStatus, install_plan
-from grader.widgets.build import BuildOptions, BuildRun, lane_html, lane_state
-from grader.widgets.builders import Builders
-from grader.widgets.timing_chart import KIND_STYLE, chart_rows, figure_png, timing_figure
+from grader.course import noengine
+from grader.course.widgets import BinfmtPanel, BuilderPanel, BuildPanel, ManifestExplorer
+from grader.course.widgets.binfmt import BinfmtStatus, install_plan
+from grader.course.widgets.build import BuildOptions, BuildRun, lane_html, lane_state
+from grader.course.widgets.builders import Builders
+from grader.course.widgets.timing_chart import KIND_STYLE, chart_rows, figure_png, timing_figure
+from grader.docker.progress import parse
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "rawjson"
 EMULATED = FIXTURES / "contexts" / "emulated"
@@ -368,7 +368,7 @@ def test_platforms_the_builder_lacks_are_named_not_silently_dropped():
 
 
 def test_a_worker_that_dies_still_ends_the_run(monkeypatch):
-    import grader.widgets.build as build_module
+    import grader.course.widgets.build as build_module
 
     def broken_stream(*_a, **_k):
         raise OSError("no such thing")

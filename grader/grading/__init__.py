@@ -1,0 +1,1 @@
+"""Grading a submission: the rule catalogue, the checks, reports, the sandbox and batches."""

@@ -1,0 +1,1 @@
+"""Parsers for what learners write: shell (build.sh) and Dockerfiles. No I/O, no docker."""

@@ -1,8 +1,0 @@
-#!/usr/bin/env bash
-# Build the app's image and publish it.
-set -euo pipefail
-cd "$(dirname "$0")"
-
-IMAGE="${IMAGE:-127.0.0.1:5000/challenge/hello:latest}"
-
-docker build -t "$IMAGE" .

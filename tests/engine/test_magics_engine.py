@@ -1,0 +1,131 @@
+"""The %%docker magic on the real engine: a learner's script with a two-platform build is run
+as typed, its lanes are RUNNING while the build runs and done after it, what was pushed is
+known (digest from buildx's metadata), and the same text is graded by the analyser."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+
+from grader.course import magics
+from grader.docker.registry import RegistryClient
+
+pytestmark = [
+    pytest.mark.engine,
+    pytest.mark.registry,
+    pytest.mark.qemu,
+    pytest.mark.usefixtures("local_busybox"),
+]
+
+DOCKERFILE = """\
+FROM busybox:latest
+ARG TARGETPLATFORM
+RUN echo "{nonce} for $TARGETPLATFORM on $(uname -m)" > /built && sleep 2
+CMD ["cat", "/built"]
+"""
+
+
+class LaneWatcher:
+    """Polls each panel the magic shows, as a browser would see its lanes."""
+
+    def __init__(self):
+        self.panels = []
+        self.running_seen: dict[str, float] = {}
+        self._stop = threading.Event()
+
+    def show(self, panel):
+        self.panels.append(panel)
+        threading.Thread(target=self._poll, args=(panel,), daemon=True).start()
+
+    def _poll(self, panel):
+        while not self._stop.is_set():
+            for w in list(panel.lanes.children):
+                for plat in ("linux/amd64", "linux/arm64"):
+                    if f'data-platform="{plat}" data-state="running"' in w.value:
+                        self.running_seen.setdefault(plat, time.monotonic())
+            time.sleep(0.02)
+
+    def stop(self):
+        self._stop.set()
+
+
+def test_a_typed_two_platform_build_draws_live_lanes_and_is_graded(tmp_path, unique_repo):
+    (tmp_path / "Dockerfile").write_text(DOCKERFILE.format(nonce=uuid.uuid4().hex))
+    text = (
+        "echo before\n"
+        "docker buildx build --builder default --platform linux/amd64,linux/arm64 \\\n"
+        '  --provenance=false --progress=plain -t "$IMAGE" --push .\n'
+        "echo after\n"
+    )
+    watcher = LaneWatcher()
+    cell = magics.run_cell("t-build", text, cwd=tmp_path, namespace={"IMAGE": f"{unique_repo}:v1"},
+                           show=watcher.show)  # fmt: skip
+    ended = time.monotonic()
+    watcher.stop()
+    assert cell.ok, cell.output
+    assert cell.output[0] == "before" and cell.output[-1] == "after"
+    (build,) = cell.builds
+    assert build.platforms == ["linux/amd64", "linux/arm64"]
+    # lanes were RUNNING while the build ran (the 2 s RUN), and done once it ended
+    assert set(watcher.running_seen) == {"linux/amd64", "linux/arm64"}, watcher.running_seen
+    assert all(t < ended - 1.0 for t in watcher.running_seen.values())
+    assert {p: build.lanes[p]["state"] for p in build.platforms} == {
+        "linux/amd64": "done",
+        "linux/arm64": "done",
+    }
+    # the learner's --progress=plain was replaced by rawjson: the panel had steps to draw
+    assert any(step[2] == "emulated" for step in build.lanes["linux/arm64"]["steps"])
+    # what it produced: the digest buildx reported is what the registry holds
+    ((name, digest),) = cell.pushed()
+    assert name == f"{unique_repo}:v1"
+    assert RegistryClient(timeout=10).fetch_manifest(name).digest == digest
+    # the same text, graded by the analyser
+    report = cell.report()
+    static = ("buildx", "platforms", "push", "provenance")
+    assert {c: report.criterion(c).status for c in static} == dict.fromkeys(static, "pass")
+    assert "IMAGE=" in cell.script and cell.script.endswith(text)
+
+
+def test_a_failing_build_ends_its_lanes_and_is_explained(tmp_path, capsys):
+    (tmp_path / "Dockerfile").write_text("FROM busybox:latest\nRUN exit 3\n")
+    cell = magics.run_cell(
+        "t-fail",
+        "set -e\ndocker buildx build --platform linux/amd64,linux/arm64 .\necho no\n",
+        cwd=tmp_path,
+        show=lambda _p: None,
+    )
+    assert cell.ran and cell.returncode not in (0, None) and "no" not in cell.output
+    (build,) = cell.builds
+    assert build.returncode == 1
+    assert "error" in {lane["state"] for lane in build.lanes.values()}
+    with pytest.raises(AssertionError, match="failed"):
+        cell.require_success()
+
+
+def test_commands_that_are_not_builds_go_straight_to_docker(tmp_path):
+    cell = magics.run_cell("t-run", "docker run --rm --platform linux/arm64 busybox uname -m\n",
+                           cwd=tmp_path, show=lambda _p: None)  # fmt: skip
+    assert cell.ok and cell.output == ["aarch64"] and cell.builds == []
+    assert cell.runs("run") == [
+        ["docker", "run", "--rm", "--platform", "linux/arm64", "busybox", "uname", "-m"]
+    ]
+
+
+def test_two_builds_at_once_each_end_and_nothing_hangs(tmp_path):
+    """Builds started with & share the script's stderr: each still ends with its own exit
+    status (the shim's id), and the cell does not wait for a build that already ended."""
+    (tmp_path / "Dockerfile").write_text(DOCKERFILE.format(nonce=uuid.uuid4().hex))
+    text = (
+        "docker buildx build --platform linux/amd64 . &\n"
+        "docker buildx build --platform linux/arm64 --no-such-flag . &\n"
+        "wait\n"
+    )
+    started = time.monotonic()
+    cell = magics.run_cell("t-bg", text, cwd=tmp_path, show=lambda _p: None)
+    assert time.monotonic() - started < 50
+    codes = sorted((b.platforms[0], b.returncode) for b in cell.builds)
+    assert codes == [("linux/amd64", 0), ("linux/arm64", 125)]
+    assert all(b.lanes for b in cell.builds)

@@ -1,0 +1,415 @@
+"""``grader autograde``: nbgrader autograde with every notebook kernel behind the wall.
+
+A tiny nbgrader course in tmp_path (one autograded answer cell, a test cell with a hidden
+test); submissions: honest ones, a hostile one (root? the gradebook, source/, /root, the
+course folder, the host's docker socket), one per limit (memory, processes, file size) and
+an endless loop (the cell timeout). Each attack fails inside its cell, the host's files
+stay as they were, and the students graded after them are graded as usual. The honest
+submission scores what plain ``nbgrader autograde`` gives it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import socket
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from grader import proc
+from grader.engine import rootless
+from grader.grading.batch import autograde as ag
+from grader.grading.sandbox import kernel as jailed
+
+pytestmark = [pytest.mark.engine, pytest.mark.registry]
+
+AID = "ps1"
+MiB = 1024 * 1024
+LIMITS = jailed.KernelLimits(memory=1024 * MiB, processes=128, file_size=64 * MiB)
+CELL_TIMEOUT = 20
+
+HONEST = "def add(a, b):\n    return a + b\n"
+
+HOSTILE = (
+    r"""
+import os, subprocess
+COURSE = {course!r}
+def probe(name, fn):
+    try:
+        out = fn()
+        print(f"ESCAPED {{name}}: {{str(out)[:80]!r}}")
+    except BaseException as exc:
+        print(f"DENIED {{name}}: {{type(exc).__name__}}")
+def root():
+    if os.getuid() == 0 or os.geteuid() == 0:
+        return "uid 0"
+    raise PermissionError(f"uid {{os.getuid()}}")
+probe("root", root)
+probe("gradebook", lambda: open(COURSE + "/gradebook.db", "rb").read(16))
+probe("source", lambda: open(COURSE + "/source/{aid}/{aid}.ipynb").read(100))
+probe("root-home", lambda: open("/root/grader-wall-secret").read())
+probe("root-write", lambda: open("/root/grader-wall-canary", "w").write("x"))
+probe("course-write", lambda: open(COURSE + "/pwned.txt", "w").write("x"))
+probe("other-student", lambda: os.listdir(COURSE + "/submitted/ada"))
+def host_docker():
+    done = subprocess.run(["docker", "-H", "unix:///var/run/docker.sock", "ps"],
+                          capture_output=True, text=True, timeout=60)
+    if done.returncode:
+        raise ConnectionError(done.stderr.strip()[-100:])
+    return done.stdout
+probe("host-docker", host_docker)
+import socket
+def loopback():
+    seen = []
+    for port in {ports!r}:
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            seen.append(port)
+    return seen
+probe("loopback", loopback)
+def unshare(*args):
+    return subprocess.run(["unshare", *args, "true"], check=True, capture_output=True, timeout=60)
+probe("userns", lambda: unshare("-U"))
+probe("userns-root", lambda: unshare("-r"))
+print("SECCOMP", open("/proc/self/status").read().split("Seccomp:")[1].split()[0])
+print("BASH", subprocess.run(["bash", "-c", "echo $((6 * 7))"], capture_output=True,
+                             text=True, timeout=60).stdout.strip())
+done = subprocess.run(["docker", "version", "--format", "{{{{.Server.Version}}}}"],
+                      capture_output=True, text=True, timeout=60)
+print("WORKER-ENGINE", done.returncode, done.stdout.strip(), os.environ.get("COURSE_REGISTRY"))
+print("UID", os.getuid())
+"""
+    + HONEST
+)
+
+MEMORY_HOG = (
+    r"""
+try:
+    hog = bytearray(1536 * 1024 * 1024)
+    print("ESCAPED memory", len(hog))
+except MemoryError:
+    print("DENIED memory: MemoryError")
+"""
+    + HONEST
+)
+
+FORK_BOMB = (
+    r"""
+import os, time
+kids, err = [], None
+try:
+    for _ in range(1000):
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(120)
+            os._exit(0)
+        kids.append(pid)
+except OSError as exc:
+    err = exc
+print("ESCAPED processes" if err is None else "DENIED processes: " + type(err).__name__,
+      len(kids))
+for pid in kids:
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+"""
+    + HONEST
+)
+
+BIG_FILE = (
+    r"""
+try:
+    with open("big.bin", "wb") as fh:
+        for _ in range(100):
+            fh.write(b"\0" * (1024 * 1024))
+    print("ESCAPED file-size")
+except OSError as exc:
+    print("DENIED file-size:", exc.strerror)
+"""
+    + HONEST
+)
+
+ENDLESS = "while True:\n    pass\n"
+
+
+def _source_notebook() -> nbformat.NotebookNode:
+    answer = new_code_cell(
+        "### BEGIN SOLUTION\n" + HONEST + "### END SOLUTION\n",
+        metadata={"nbgrader": {"grade": False, "solution": True, "locked": False,
+                               "grade_id": "answer", "schema_version": 3}},
+    )  # fmt: skip
+    tests = new_code_cell(
+        "assert add(1, 2) == 3\n### BEGIN HIDDEN TESTS\nassert add(20, 22) == 42\n"
+        "### END HIDDEN TESTS\n",
+        metadata={"nbgrader": {"grade": True, "solution": False, "locked": True,
+                               "grade_id": "tests", "points": 2, "schema_version": 3}},
+    )  # fmt: skip
+    nb = new_notebook(cells=[new_markdown_cell("Write add."), answer, tests])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}  # fmt: skip
+    return nb
+
+
+def _nbgrader(course: Path, *args: str) -> proc.Completed:
+    env = {k: v for k, v in os.environ.items() if k != "COURSE_GRADEBOOK"}
+    done = proc.run([sys.executable, "-m", "nbgrader", *args], timeout=900, cwd=course,
+                    env=env, check=False)  # fmt: skip
+    assert done.ok, done.stderr[-3000:]
+    return done
+
+
+def _course(root: Path) -> Path:
+    root.mkdir()
+    os.chmod(root, 0o755)
+    (root / "nbgrader_config.py").write_text(
+        "c = get_config()\n"
+        f"c.CourseDirectory.root = {str(root)!r}\n"
+        "c.CourseDirectory.course_id = 'wall'\n"
+        f"c.CourseDirectory.db_url = 'sqlite:///{root}/gradebook.db'\n"
+        "c.Execute.timeout = 300\n"
+        "c.Execute.interrupt_on_timeout = True\n"
+    )
+    (root / "source" / AID).mkdir(parents=True)
+    nbformat.write(_source_notebook(), root / "source" / AID / f"{AID}.ipynb")
+    (root / "canary.txt").write_text("untouched\n")
+    _nbgrader(root, "db", "student", "add", "ada")
+    _nbgrader(root, "generate_assignment", AID, "--force")
+    return root
+
+
+def _submit(course: Path, student: str, answer: str) -> None:
+    dest = course / "submitted" / student / AID
+    dest.mkdir(parents=True)
+    nb = nbformat.read(course / "release" / AID / f"{AID}.ipynb", as_version=4)
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == "answer":
+            cell.source = answer
+    nbformat.write(nb, dest / f"{AID}.ipynb")
+    (dest / "timestamp.txt").write_text("2026-01-01 00:00:00.000000 UTC\n")
+
+
+def _scores(course: Path, student: str) -> tuple[float, float]:
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{course}/gradebook.db", "wall") as gb:
+        sub = gb.find_submission_notebook(AID, AID, student)
+        return sub.score, sub.max_score
+
+
+def _outputs(course: Path, student: str) -> str:
+    nb = nbformat.read(course / "autograded" / student / AID / f"{AID}.ipynb", as_version=4)
+    texts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            texts.append(out.get("text", "") or "")
+            texts.append(out.get("ename", "") or "")
+            texts.append("\n".join(out.get("traceback", [])))
+    return "\n".join(texts)
+
+
+def _digest(path: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(path.rglob("*"))
+        if p.is_file() and "autograded" not in p.parts and p.name != "gradebook.db"
+    }
+
+
+STUDENTS = {
+    "ada": HONEST,
+    "eve": "",  # filled in with the course path
+    "mem": MEMORY_HOG,
+    "fork": FORK_BOMB,
+    "big": BIG_FILE,
+    "loop": ENDLESS,
+    "zed": HONEST,  # graded after all of them
+}
+
+
+class _Listener:
+    """A service on the host's loopback (like JupyterLab on :8888) the kernel must not reach."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+
+
+_LISTENER = _Listener()
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    why = ag.problem()
+    if why:
+        pytest.fail(f"grader autograde cannot run here: {why}")
+    course = _course(tmp_path_factory.mktemp("autograde") / "course")
+    for student, answer in STUDENTS.items():
+        if student == "eve":
+            answer = HOSTILE.format(course=str(course), aid=AID, ports=[_LISTENER.port])
+        _submit(course, student, answer)
+    before = _digest(course)
+    Path("/root/grader-wall-canary").unlink(missing_ok=True)
+    Path("/root/grader-wall-secret").write_text("instructor's secret\n")
+    os.chmod("/root/grader-wall-secret", 0o644)  # even a world-readable file in /root
+    lines: list[str] = []
+    try:
+        runs = ag.autograde(
+            AID, course=course, limits=LIMITS, timeout=CELL_TIMEOUT, say=lines.append
+        )
+        yield course, before, runs, lines
+    finally:
+        Path("/root/grader-wall-secret").unlink(missing_ok=True)
+
+
+def test_honest_full_marks_like_plain_nbgrader(graded, tmp_path: Path) -> None:
+    course, _, runs, lines = graded
+    assert all(r.ok for r in runs), [(r.student, r.detail) for r in runs if not r.ok]
+    assert _scores(course, "ada") == (2.0, 2.0)
+    assert _scores(course, "zed") == (2.0, 2.0)
+    assert any(line.startswith("[1/") and "ada" in line for line in lines), lines
+    # plain nbgrader, same submission, a course of its own
+    plain = _course(tmp_path / "plain")
+    _submit(plain, "ada", HONEST)
+    _nbgrader(plain, "autograde", AID, "--force")
+    assert _scores(plain, "ada") == _scores(course, "ada")
+
+
+def test_hostile_cells_fail_inside_the_wall(graded) -> None:
+    course, before, _, _ = graded
+    out = _outputs(course, "eve")
+    assert "ESCAPED" not in out, out
+    for name in ("root", "gradebook", "source", "root-home", "root-write", "course-write",
+                 "other-student", "host-docker", "loopback", "userns", "userns-root"):  # fmt: skip
+        assert f"DENIED {name}:" in out, (name, out)
+    # the seccomp filter is on (mode 2) and ordinary programs still run under it
+    assert "SECCOMP 2" in out and "BASH 42" in out, out
+    # the worker engine answers the kernel's docker client, as the labs need
+    engine_line = next(ln for ln in out.splitlines() if ln.startswith("WORKER-ENGINE"))
+    assert engine_line.split()[1] == "0", engine_line
+    assert "127.0.0.1:" in engine_line, engine_line
+    uid = int(next(ln for ln in out.splitlines() if ln.startswith("UID")).split()[1])
+    assert rootless.KERNEL_UIDS[0] <= uid < rootless.KERNEL_UIDS[1]
+    assert _scores(course, "eve") == (2.0, 2.0)  # its add() is right: it is graded as usual
+    assert _digest(course) == before
+    assert not (course / "pwned.txt").exists()
+    assert not Path("/root/grader-wall-canary").exists()
+    assert "instructor's secret" not in out
+
+
+@pytest.mark.parametrize(
+    "student, expect",
+    [("mem", "DENIED memory: MemoryError"), ("fork", "DENIED processes: BlockingIOError"),
+     ("big", "DENIED file-size: File too large")],
+)  # fmt: skip
+def test_limits_are_enforced(graded, student: str, expect: str) -> None:
+    course, _, _, _ = graded
+    out = _outputs(course, student)
+    assert expect in out, out
+    assert "ESCAPED" not in out, out
+    assert _scores(course, student) == (2.0, 2.0)
+
+
+def test_endless_cell_is_stopped_by_the_timeout(graded) -> None:
+    course, _, runs, _ = graded
+    out = _outputs(course, "loop")
+    assert "CellTimeoutError" in out or "KeyboardInterrupt" in out, out
+    assert _scores(course, "loop") == (0.0, 2.0)
+    order = [r.student for r in runs]
+    assert order.index("zed") > order.index("loop")
+    assert _scores(course, "zed") == (2.0, 2.0)
+
+
+def test_clear_errors(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(jailed.proc, "which", lambda tool: None if tool == "bwrap" else "/x")
+    assert "apt-get install bubblewrap" in (jailed.jail_problem() or "")
+    monkeypatch.undo()
+    monkeypatch.setattr(jailed.os, "geteuid", lambda: 1000)
+    assert "sudo grader autograde" in (jailed.jail_problem() or "")
+    monkeypatch.undo()
+    # no libseccomp: the jail does not start (fail closed) and says what to install
+    monkeypatch.setattr(jailed.seccomp, "LIBRARY", "libseccomp-missing.so.9")
+    jailed.seccomp._library.cache_clear()
+    jailed.seccomp.bpf.cache_clear()
+    try:
+        assert "apt-get install libseccomp2" in (jailed.jail_problem() or "")
+    finally:
+        monkeypatch.undo()
+        jailed.seccomp._library.cache_clear()
+        jailed.seccomp.bpf.cache_clear()
+    with pytest.raises(ag.AutogradeError, match=r"nbgrader_config\.py"):
+        ag.autograde(AID, course=tmp_path, say=lambda s: None, engine=False)
+    # the command line: the same message, exit status 2, nothing graded
+    from grader.cli import main
+
+    assert main(["autograde", AID, "--course", str(tmp_path), "--no-engine"]) == 2
+    assert "nbgrader_config.py" in capsys.readouterr().err
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+@pytest.mark.qemu
+@pytest.mark.slow
+def test_challenge_reference_solution_scores_full_marks_behind_the_wall(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """source/07-challenge's reference solution, autograded through the wall: the kernel's
+    ``bash build.sh`` and the checks' builds go to the worker engine, and every criterion the
+    jailed kernel can check scores its points (10 of 12).
+
+    Known gap (docs/grading-safely.md): ``idempotent`` and ``runs`` need the grader's own
+    build.sh sandbox (two more runs behind the gate, as a uid of their own), which needs
+    root and so cannot start inside the kernel's jail; they score 0 here, with the sandbox's
+    own reason. ``sudo grader batch`` grades those criteria behind the same wall."""
+    repo = Path(__file__).resolve().parents[2]
+    aid = "07-challenge"
+    course = tmp_path / "course"
+    (course / "source").mkdir(parents=True)
+    shutil.copy(repo / "nbgrader_config.py", course / "nbgrader_config.py")
+    shutil.copytree(repo / "source" / aid, course / "source" / aid)
+    env = {k: v for k, v in os.environ.items() if k != "COURSE_GRADEBOOK"}
+    done = proc.run([sys.executable, "-m", "nbgrader", "generate_assignment", aid, "--force"],
+                    timeout=900, cwd=course, env=env, check=False)  # fmt: skip
+    assert done.ok, done.stderr[-3000:]
+    source_nb = nbformat.read(repo / "source" / aid / f"{aid}.ipynb", as_version=4)
+    answers = {
+        c.id: c.source for c in source_nb.cells if c.metadata.get("nbgrader", {}).get("solution")
+    }
+    dest = course / "submitted" / "ada" / aid
+    shutil.copytree(course / "labs" / aid, dest)
+    nb = nbformat.read(dest / f"{aid}.ipynb", as_version=4)
+    for cell in nb.cells:
+        if cell.id in answers:
+            cell.source = answers[cell.id]
+    nbformat.write(nb, dest / f"{aid}.ipynb")
+    shutil.copytree(repo / "source" / aid / "reference-solution", dest, dirs_exist_ok=True)
+    lines: list[str] = []
+    monkeypatch.delenv("COURSE_GRADEBOOK", raising=False)
+    runs = ag.autograde(aid, course=course, students=["ada"], say=lines.append)
+    assert all(r.ok for r in runs), [r.detail for r in runs]
+
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{course}/gradebook.db", "multiplatform-builds") as gb:
+        sub = gb.find_submission_notebook(aid, aid, "ada")
+        grades = {g.name: (g.score, g.max_score) for g in sub.grades}
+    outputs = _outputs_of(course / "autograded" / "ada" / aid / f"{aid}.ipynb")
+    needs_root = {"test-idempotent", "test-runs"}
+    assert grades.keys() > needs_root, grades
+    full = {k: v for k, v in grades.items() if k not in needs_root}
+    assert all(score == top for score, top in full.values()), (grades, outputs[-4000:])
+    assert sum(top for _, top in full.values()) == 10, grades
+    assert all(grades[k][0] == 0 for k in needs_root), grades
+    assert "the grading sandbox cannot start here" in outputs, outputs[-4000:]
+
+
+def _outputs_of(path: Path) -> str:
+    nb = nbformat.read(path, as_version=4)
+    return "\n".join(
+        (o.get("text", "") or "") + (o.get("ename", "") or "") + " " + (o.get("evalue", "") or "")
+        for c in nb.cells
+        for o in c.get("outputs", [])
+    )

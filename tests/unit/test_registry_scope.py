@@ -1,0 +1,59 @@
+"""registry_scope: the grader's side of the registry wall (findings from the proxy's denied
+log, capped; a proxy that cannot start is an engine error, never a crash)."""
+
+from __future__ import annotations
+
+import pytest
+
+from grader.engine import rootless, scope
+from grader.engine.config import settings
+from grader.grading.sandbox import registry_scope
+
+
+def _rows(n: int) -> list[dict]:
+    return [
+        {"time": 1.0, "caller": "c", "method": "PUT", "target": f"/v2/other/app/manifests/{i}",
+         "status": 403, "why": "c may not write to other/app"}
+        for i in range(n)
+    ]  # fmt: skip
+
+
+def test_refused_requests_become_rn409_findings(monkeypatch):
+    monkeypatch.setattr(scope, "denied", lambda caller, since=None: _rows(2))
+    found = registry_scope.refused("c", 0.0)
+    assert [f.rule for f in found] == ["RN409", "RN409"]
+    assert "PUT /v2/other/app/manifests/0" in found[0].message
+    assert "(403)" in found[0].message and "may not write to other/app" in found[0].message
+
+
+def test_refused_findings_are_capped(monkeypatch):
+    monkeypatch.setattr(scope, "denied", lambda caller, since=None: _rows(500))
+    found = registry_scope.refused("c", 0.0)
+    assert len(found) == registry_scope.MAX_REFUSED
+    assert "(and 495 more)" in found[-1].message
+
+
+def test_a_proxy_that_cannot_start_is_an_engine_error(monkeypatch):
+    def broken(*a, **k):
+        raise RuntimeError("the scope proxy did not come up on 127.0.0.1:5080")
+
+    monkeypatch.setattr(scope, "start", broken)
+    with pytest.raises(rootless.EngineError, match="scope proxy cannot start"):
+        registry_scope.upstream(settings().registry_host)
+
+
+def test_another_registry_is_not_scoped():
+    assert registry_scope.upstream("127.0.0.1:5999") is None
+
+
+def test_one_caller_per_grading():
+    a = registry_scope.caller_name("batch/ada", "0123456789")
+    assert a == registry_scope.caller_name("batch/ada", "0123456789")
+    assert a != registry_scope.caller_name("batch/ada", "abcdef0123")  # two gradings at once
+    assert a != registry_scope.caller_name("batch/bob", "0123456789")
+    assert len(a) <= 64 and a.startswith("grading-")
+
+
+def test_the_anonymous_name_is_reserved():
+    with pytest.raises(ValueError):
+        scope.add_caller("anonymous", cfg=settings())

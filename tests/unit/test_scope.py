@@ -1,0 +1,176 @@
+"""The scope proxy's pure parts: routes, the policy, request framing, the scope file, the
+denied log, and the CLI. The proxy against the real registry: tests/engine/test_scope_proxy.py."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from grader.cli import main as grader_main
+from grader.engine import scope
+from grader.engine.config import Settings
+from grader.engine.scope import Caller, Refused, allowed, body_length, parse_head, parse_target
+
+D = "sha256:" + "b" * 64
+ADA = Caller("ada", "class/ada")
+RO = ("library", "cache")
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "kind", "name", "action"),
+    [
+        ("GET", "/v2/", "base", "", "ping"),
+        ("GET", "/v2/_catalog?n=10", "catalog", "", "catalog"),
+        ("GET", "/v2/class/ada/app/tags/list", "tags", "class/ada/app", "pull"),
+        ("HEAD", f"/v2/class/ada/app/manifests/{D}", "manifest", "class/ada/app", "pull"),
+        ("PUT", "/v2/class/ada/app/manifests/v1.0", "manifest", "class/ada/app", "push"),
+        ("DELETE", f"/v2/class/ada/app/blobs/{D}", "blob", "class/ada/app", "push"),
+        ("POST", "/v2/class/ada/app/blobs/uploads/", "upload_start", "class/ada/app", "push"),
+        ("PATCH", "/v2/a/blobs/uploads/9f3c-AB_x.=", "upload", "a", "push"),
+        ("GET", "/v2/a__b/c-d.e/tags/list", "tags", "a__b/c-d.e", "pull"),
+    ],
+)
+def test_routes(method, target, kind, name, action):
+    route, got = parse_target(method, target)
+    assert (route.kind, route.name, got) == (kind, name, action)
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "status"),
+    [
+        ("GET", "/v2/class/ada/../bob/tags/list", 404),
+        ("GET", "/v2/class%2Fbob/tags/list", 400),
+        ("GET", "/v2/Class/bob/tags/list", 404),
+        ("GET", "/v2/class/bob/manifests/latest/../x", 404),
+        ("GET", "http://127.0.0.1:5000/v2/class/bob/tags/list", 400),
+        ("GET", "/v2/class/ada/tags/x/tags/list", 400),  # route words are no names
+        ("GET", "/v2/a/blobs/uploads/manifests/latest", 400),
+        ("GET", f"/v2/a/manifests/{D}x", 404),
+        ("POST", "/v2/a/blobs/uploads/?from=a&from=b", 400),
+        ("POST", "/v2/a/blobs/uploads/?mount=x&from=Bob/..", 400),
+        ("GET", "/v2/" + "a/" * 130 + "tags/list", 400),
+        ("PUT", "/v2/a/tags/list", 405),
+        ("OPTIONS", "/v2/", 405),
+        ("GET", "/v2/a/tags/list?n=1\r\nX: y", 400),
+    ],
+)
+def test_hostile_targets(method, target, status):
+    with pytest.raises(Refused) as e:
+        parse_target(method, target)
+    assert e.value.status == status
+
+
+def test_query_is_rebuilt_from_the_keys_a_route_uses():
+    route, _ = parse_target("POST", f"/v2/a/blobs/uploads/?mount={D}&from=library/x&evil=1")
+    assert route.target() == f"/v2/a/blobs/uploads/?mount={D.replace(':', '%3A')}&from=library%2Fx"
+    assert route.target(frozenset({"mount", "from"})) == "/v2/a/blobs/uploads/"
+    route, _ = parse_target("GET", f"/v2/a/manifests/{D}?digest=x")
+    assert route.target() == f"/v2/a/manifests/{D}"
+
+
+def test_policy():
+    assert allowed(ADA, "push", "class/ada", RO)
+    assert allowed(ADA, "push", "class/ada/app", RO)
+    assert not allowed(ADA, "push", "class/adam/app", RO)  # a prefix of a name is not a parent
+    assert not allowed(ADA, "pull", "class/bob/app", RO)
+    assert allowed(ADA, "pull", "library/busybox", RO) and allowed(ADA, "pull", "cache/app", RO)
+    assert not allowed(ADA, "push", "library/busybox", RO)
+    assert not allowed(ADA, "pull", "librarything/x", RO)
+    assert allowed(Caller("grace", "class/grace", admin=True), "push", "cache/app", RO)
+
+
+def test_framing_is_strict():
+    def head(*lines: str) -> bytes:
+        return ("\r\n".join(["GET /v2/ HTTP/1.1", *lines]) + "\r\n\r\n").encode()
+
+    assert body_length(parse_head(head("Content-Length: 12"), 64)) == 12
+    assert body_length(parse_head(head("Transfer-Encoding: chunked"), 64)) is None
+    for bad in (
+        ["Content-Length: 1", "Transfer-Encoding: chunked"],
+        ["Content-Length: 1", "Content-Length: 2"],
+        ["Content-Length: -1"],
+        ["Transfer-Encoding: gzip, chunked"],
+    ):
+        with pytest.raises(Refused):
+            body_length(parse_head(head(*bad), 64))
+    for bad in (head(" folded"), head("Bad Name: x"), b"GET /v2/ HTTP/2\r\n\r\n"):
+        with pytest.raises(Refused):
+            parse_head(bad, 64)
+    with pytest.raises(Refused) as e:
+        parse_head(head(*[f"X-{i}: 1" for i in range(5)]), 4)
+    assert e.value.status == 431
+
+
+@pytest.fixture
+def cfg(tmp_path) -> Settings:
+    return Settings(tmp_path, 5000)
+
+
+def test_callers_file(cfg):
+    scope.configure(prefix="class", cfg=cfg)
+    secret = scope.add_caller("ada", cfg=cfg)
+    path = scope.scope_dir(cfg) / "scope.json"
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert os.stat(path.parent).st_mode & 0o777 == 0o700
+    assert secret not in path.read_text()  # only its hash
+    assert scope.callers(cfg) == {"ada": {"namespace": "class/ada", "admin": False}}
+    s = scope.Scope(path)
+    token = __import__("base64").b64encode(f"ada:{secret}".encode()).decode()
+    assert s.authenticate(f"Basic {token}") == Caller("ada", "class/ada")
+    assert s.authenticate("Basic " + token[:-4]) is None
+    assert s.authenticate("Bearer " + token) is None
+    # renewing the secret makes the old one stop working at once
+    scope.add_caller("ada", cfg=cfg)
+    assert s.authenticate(f"Basic {token}") is None
+    assert scope.remove_caller("ada", cfg=cfg) and not scope.remove_caller("ada", cfg=cfg)
+
+
+def test_namespaces_may_not_overlap(cfg):
+    scope.add_caller("ada", cfg=cfg)
+    for name, ns in (("library", None), ("x", "library/x"), ("y", "ada/sub"), ("ada2", "ada")):
+        with pytest.raises(ValueError):
+            scope.add_caller(name, namespace=ns, cfg=cfg)
+    for bad in ("Ada", "a/b", "", "a" * 65, "tags", "-a"):
+        with pytest.raises(ValueError):
+            scope.add_caller(bad, cfg=cfg)
+
+
+def test_a_loose_scope_file_is_refused(cfg):
+    scope.add_caller("ada", cfg=cfg)
+    path = scope.scope_dir(cfg) / "scope.json"
+    os.chmod(path, 0o644)
+    with pytest.raises(PermissionError, match="mode 0600"):
+        scope.load_scope(path)
+    with pytest.raises(PermissionError):
+        scope.start(cfg, listen=["127.0.0.1:5199"])
+
+
+def test_denied_log_is_capped(tmp_path):
+    log = scope.DeniedLog(tmp_path / "denied.jsonl", per_caller=3, total_bytes=10_000)
+    for i in range(50):
+        log.record("mallory", "PUT", f"/v2/x/{i}", 403, "no")
+        log.record("ada", "GET", "/v2/y", 403, "no")
+    rows = [json.loads(line) for line in (tmp_path / "denied.jsonl").read_text().splitlines()]
+    assert len([r for r in rows if r["caller"] == "mallory"]) == 4  # 3 + "no more are logged"
+    assert "no more" in rows[-1]["why"]
+    big = scope.DeniedLog(tmp_path / "big.jsonl", per_caller=10**6, total_bytes=2000)
+    for i in range(100):
+        big.record(f"c{i}", "GET", "/v2/" + "z" * 200, 403, "no")
+    assert (tmp_path / "big.jsonl").stat().st_size <= 2000
+
+
+def test_cli(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("COURSE_STATE_DIR", str(tmp_path))
+    assert grader_main(["engine", "scope", "settings", "--prefix", "class"]) == 0
+    out = tmp_path / "dc"
+    argv = ["engine", "scope", "add", "ada", "--docker-config", str(out), "--host", "h:1"]
+    assert grader_main(argv) == 0
+    conf = json.loads((out / "config.json").read_text())
+    assert list(conf["auths"]) == ["h:1"] and os.stat(out / "config.json").st_mode & 0o777 == 0o600
+    assert grader_main(["engine", "scope", "add", "x", "--namespace", "library/x"]) == 1
+    assert "overlaps" in capsys.readouterr().err
+    assert grader_main(["engine", "scope", "remove", "ada"]) == 0
+    assert grader_main(["engine", "scope", "status"]) == 0
+    assert json.loads(capsys.readouterr().out.split("\n", 1)[1])["running"] is False
