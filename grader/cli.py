@@ -186,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     from grader.grading.batch import autograde
 
     autograde.add_subparser(sub)
+    from grader.grading.batch import seeded_cache
+
+    seeded_cache.add_subparser(sub)
     from grader.classroom import cli as hub
 
     hub.add_subparser(sub)

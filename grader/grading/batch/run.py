@@ -88,6 +88,10 @@ class BatchOptions:
     # Each worker grades on a worker engine of its own (rootless, reset between
     # submissions). False: the shared root engine, which untrusted code can take over.
     isolate: bool = True
+    # Builds import the assignment's seeded cache when the registry has one (`grader cache
+    # seed`); ``seeded_cache`` is the assignment found at the start, None: builds start cold.
+    use_seeded_cache: bool = True
+    seeded_cache: str | None = None
 
     def settings_key(self) -> str:
         """What changes a grade besides the files: a change regrades everything."""
@@ -236,6 +240,7 @@ def grade(
         log_dir=log_dir,
         engine=worker,
         isolate=opts.isolate,
+        seeded_cache=opts.seeded_cache,
     )
     try:
         report, outcome = api.grade(
@@ -407,6 +412,8 @@ class Batch:
             try:
                 if todo and not self.opts.static_only and self.opts.isolate:
                     self._start_engines(engines)
+                if todo and not self.opts.static_only:
+                    self._find_seeded_cache()
                 for attempt in range(1 + self.opts.retries):
                     if not pending or self.summary.stopped:
                         break
@@ -459,6 +466,23 @@ class Batch:
             f"grader batch: {self._engines.qsize()} worker engine(s) started in "
             f"{time.monotonic() - started:.1f} s"
         )
+
+    def _find_seeded_cache(self) -> None:
+        """Whether builds import a seeded cache: said once, at the start."""
+        from grader.grading.batch import seeded_cache
+
+        assignment = self.opts.assignment or ASSIGNMENT
+        registry = self._grading_registry() or ""
+        digest = seeded_cache.lookup(registry, assignment) if self.opts.use_seeded_cache else None
+        self.opts.seeded_cache = assignment if digest else None
+        if digest:
+            ref = seeded_cache.cache_ref(registry, assignment)
+            self.say(f"grader batch: builds import the seeded cache {ref} ({digest[:19]})")
+        elif self.opts.use_seeded_cache:
+            self.say(
+                f"grader batch: no seeded cache for {assignment}: every build starts cold "
+                f"(`grader cache seed REFERENCE_DIR --assignment {assignment}` seeds one)"
+            )
 
     def _prepare_work_root(self) -> None:
         from grader.grading.sandbox.runner import default_work_root
@@ -616,6 +640,8 @@ def add_subparser(sub) -> None:
     p.add_argument("--engine-wait", type=float, default=120,
                    help="seconds to wait for a stopped engine or registry")  # fmt: skip
     p.add_argument("--retries", type=int, default=1)
+    p.add_argument("--no-seeded-cache", action="store_true",
+                   help="builds start cold even with a cache from `grader cache seed`")  # fmt: skip
     p.add_argument("--unsafe-shared-engine", action="store_true",
                    help="where worker engines cannot run (no user namespaces, no rootless "
                    "tools): grade on the shared root engine anyway. Any submission can then "
@@ -651,6 +677,7 @@ def cli(args) -> int:
         run_timeout=args.run_timeout,
         engine_wait=args.engine_wait,
         retries=max(0, args.retries),
+        use_seeded_cache=not args.no_seeded_cache,
     )
     if not args.static:
         from grader.engine.rootless import rootless_problem

@@ -30,6 +30,7 @@ from grader.docker import engine_api
 from grader.docker.registry import registry_answers
 from grader.engine import rootless, services
 from grader.engine.config import registry_host
+from grader.grading.batch import seeded_cache
 from grader.grading.criteria import BY_ID
 from grader.grading.report import CriterionResult, Finding
 from grader.grading.rules import run as rules
@@ -86,6 +87,9 @@ class EngineOptions:
     engine: rootless.WorkerEngine | None = None
     isolate: bool = True
     gate: bool = True  # False (tests): the script drives the worker engine itself
+    # The assignment whose seeded build cache (REGISTRY/cache/<assignment>, `grader cache
+    # seed`) every build imports; None: builds start cold.
+    seeded_cache: str | None = None
 
 
 _WORKER: ContextVar[rootless.WorkerEngine | None] = ContextVar("worker_engine", default=None)
@@ -249,6 +253,8 @@ def _build(
         "--output=type=cacheonly", "--provenance=false", "--progress=plain",
         f"--file={dockerfile}", context,
     ]  # fmt: skip
+    if opts.seeded_cache:  # the grader's own build imports the seeded cache too
+        argv[-1:-1] = [f"--cache-from={_cache_from(registry, opts)}"]
     if jailed:
         if worker is not None:  # the client runs as the run's uid (build.sh may not have run)
             os.chown(ws.docker_config / "buildx", ws.uid, ws.uid)
@@ -507,6 +513,7 @@ def _engine_run(
             engine=worker,
             gate=opts.gate,
             scratch=opts.scratch and opts.namespace is None,
+            cache_from=_cache_from(registry, opts),
         )
         sandbox.findings[:0] = copy_findings
         idem = _idempotent(sandbox, registry, engine_id)
@@ -541,6 +548,11 @@ def _engine_run(
         pushed = [_host_name(r, worker) for r in pushed]
         chosen = _host_name(chosen, worker) if chosen else chosen
     return EngineOutcome(results, pushed, chosen, sandbox, infra, label)
+
+
+def _cache_from(registry: str, opts: EngineOptions) -> str | None:
+    """The ``--cache-from`` value of the seeded cache, as the engine names the registry."""
+    return seeded_cache.import_option(registry, opts.seeded_cache) if opts.seeded_cache else None
 
 
 def _host_name(ref: str, worker: rootless.WorkerEngine) -> str:

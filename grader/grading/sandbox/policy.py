@@ -123,6 +123,8 @@ class Policy:
     scratch: bool = False
     # The assignment's own repository prefix, which every learner's build.sh pushes to.
     assignment: str = ASSIGNMENT
+    # The instructor's seeded build cache (a --cache-from value): every build imports it.
+    cache_from: str | None = None
     tag_map: dict[str, str] = field(default_factory=dict)
     asked_builders: list[str] = field(default_factory=list)
     current_builder: str | None = None
@@ -512,7 +514,11 @@ class Policy:
             self._note(d, rules.BUILDER_SUBSTITUTED.finding(builder=self.builder, asked=asked))
         if push:
             d.pushes.extend(tags)
-        return ["buildx", "build", f"--builder={self.builder}", *out, context]
+        return ["buildx", "build", f"--builder={self.builder}", *out, *self._imports(), context]
+
+    def _imports(self) -> list[str]:
+        """The instructor's seeded cache, imported by every build (``grader cache seed``)."""
+        return [f"--cache-from={self.cache_from}"] if self.cache_from else []
 
     def _cache(self, o: Opt, cwd: str, command: str, d: Decision) -> Opt:
         """A cache import/export, read as buildx reads it and re-emitted in that form."""

@@ -500,12 +500,14 @@ def run_build_sh(
     engine: WorkerEngine | None = None,
     gate: bool = True,
     scratch: bool = False,
+    cache_from: str | None = None,
 ) -> SandboxOutcome:
     """Run ``submission/build.sh`` ``runs`` times in one throwaway copy, behind the gate.
 
     With ``engine`` (a worker engine) every docker client runs as the run's uid against it;
     ``gate=False`` (tests: the wall without the teaching layer) lets the script run the
-    real client itself, which needs an engine.
+    real client itself, which needs an engine. ``cache_from``: the seeded cache every build
+    the gate runs imports (with the gate off the script's builds run as written).
     Stops after a failed run (a second run of a broken script says nothing more).
     """
     if not gate and engine is None:
@@ -542,6 +544,7 @@ def run_build_sh(
             confine=confine,
             aliases=(engine.registry_upstream,) if engine else (),
             scratch=scratch,
+            cache_from=cache_from,
         )
         if engine is not None:
             os.chown(ws.docker_config / "buildx", ws.uid, ws.uid)
