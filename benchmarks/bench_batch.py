@@ -2,6 +2,11 @@
 and the hostile fixtures (tried / escapes / crashes).
 
     .venv/bin/python benchmarks/bench_batch.py [--count 50] [--skip-hostile]
+    .venv/bin/python benchmarks/bench_batch.py --seeded-cache [--count 10] [--runs 2]
+
+``--seeded-cache``: ``count`` copies of the challenge's reference solution (the real
+apt-get path), 2 workers, graded cold and with the cache ``grader cache seed`` exports,
+alternately, ``runs`` times each; prints a table with each run, the mean and the spread.
 
 Submissions are generated: 40 variants of a tiny valid solution (busybox, a RUN on
 $BUILDPLATFORM, both platforms, pushed) and 10 broken ones (one platform only, an
@@ -78,13 +83,14 @@ def generate(root: Path, count: int, salt: str) -> None:
 
 
 def batch_run(
-    subs: Path, out: Path, workers: int, prefix: str, isolate: bool = True
+    subs: Path, out: Path, workers: int, prefix: str, isolate: bool = True, seeded: bool = False
 ) -> tuple[float, object]:
     opts = BatchOptions(
         out=out,
         workers=workers,
         namespace_prefix=prefix,
         isolate=isolate,
+        use_seeded_cache=seeded,
         limits=Limits(seconds=300, command_seconds=300),
         progress=lambda line: None,
     )
@@ -214,6 +220,44 @@ def compare_wall(count: int) -> int:
     return 0
 
 
+def seeded_batch(count: int, runs: int) -> int:
+    """``count`` copies of the reference solution, 2 workers: cold vs the seeded cache."""
+    from grader.grading.batch import seeded_cache
+
+    reference = REPO / "source" / "07-challenge" / "reference-solution"
+    seed = seeded_cache.seed(reference, say=lambda line: print(line, flush=True))
+    tmp = Path(tempfile.mkdtemp(prefix="bench-seeded-", dir=default_work_root().parent))
+    subs = tmp / "subs"
+    for i in range(count):
+        shutil.copytree(reference, subs / f"learner{i:02d}")
+    times: dict[bool, list[float]] = {False: [], True: []}
+    notes: dict[bool, str] = {}
+    try:
+        for n in range(runs):
+            for use in (False, True):
+                out = tmp / f"out-{n}-{use}"
+                secs, summary = batch_run(subs, out, 2, f"bench-seeded-{uuid.uuid4().hex[:6]}",
+                                          seeded=use)  # fmt: skip
+                full = sum(1 for v in scores(out).values() if v == 12)
+                times[use].append(secs)
+                notes[use] = f"{summary.complete}/{summary.total} complete, {full} full marks"
+                print(f"run {n + 1}, {'seeded' if use else 'cold'}: {secs:.1f} s "
+                      f"({notes[use]})", flush=True)  # fmt: skip
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"\nseed: {seed.seconds:.1f} s{' (up to date, skipped)' if seed.skipped else ''}")
+    runs_head = " | ".join(f"run {n + 1}" for n in range(runs))
+    print(f"\n| {count} reference solutions, 2 workers | {runs_head} | mean | spread | notes |")
+    print("|---|" + "---:|" * (runs + 2) + "---|")
+    for use, label in ((False, "cold (no seeded cache)"), (True, "seeded cache")):
+        t = times[use]
+        mean = sum(t) / len(t)
+        cells = " | ".join(f"{x:.1f}" for x in t)
+        print(f"| {label} | {cells} | {mean:.1f} | {max(t) - min(t):.1f} | {notes[use]} |")
+    print(f"\nratio seeded/cold (means): {sum(times[True]) / sum(times[False]):.2f}")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--count", type=int, default=50)
@@ -221,9 +265,16 @@ def main() -> int:
     ap.add_argument("--compare-wall", action="store_true",
                     help="only: 2 workers on the shared root engine (before the wall) and "
                     "on worker engines (after), in one run; prints the ratio")  # fmt: skip
+    ap.add_argument("--seeded-cache", action="store_true",
+                    help="only: --count copies (default 10) of the reference solution, cold "
+                    "vs the seeded cache")  # fmt: skip
+    ap.add_argument("--runs", type=int, default=2, help="--seeded-cache: runs of each")
     args = ap.parse_args()
     if args.compare_wall:
         return compare_wall(args.count)
+    if args.seeded_cache:
+        count = args.count if "--count" in sys.argv else 10
+        return seeded_batch(count, max(1, args.runs))
     tmp = Path(tempfile.mkdtemp(prefix="bench-batch-", dir=default_work_root().parent))
     prefix = f"bench-batch-{uuid.uuid4().hex[:6]}"
     rows = []

@@ -244,7 +244,7 @@ def test_every_hostile_fixture_is_tested() -> None:
         "fork-bomb", "endless-loop", "rm-home", "read-secrets", "privileged-run", "host-mount",
         "host-network", "push-other-learner", "huge-output", "never-finishes", "binary-garbage",
         "symlink-outside", "insecure-dockerfile", "append-root-file", "plugin-beside-socket",
-        "ssl-private-secret", "host-loopback", "registry-from-run",
+        "ssl-private-secret", "host-loopback", "registry-from-run", "poison-seeded-cache",
     }  # fmt: skip
     assert required <= set(NAMES)
     for name in NAMES:
