@@ -4,6 +4,7 @@ stopped registry, and hostile submissions not disturbing the others in the same 
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import signal
 import subprocess
@@ -148,10 +149,12 @@ def _wait_for_reports(out: Path, n: int, proc: subprocess.Popen, timeout: float 
 )
 def test_interrupted_batch_resumes_and_loses_nothing(tmp_path: Path, how: signal.Signals) -> None:
     subs = tmp_path / "subs"
+    # A sleep only this test runs, so other batches on the machine are not mistaken for ours.
+    sleep = f"sleep 300.{int(hashlib.sha256(bytes(tmp_path)).hexdigest()[:6], 16)}"
     for i, name in enumerate(("s1", "s2", "s3", "s4")):
         # s2-s4 stall while a file named `slow` is there: the signal always lands while a
         # build.sh runs, and a batch that waited for it would outlive communicate()'s timeout.
-        make_good(subs / name, f"resume {i}", pre="if [ -e slow ]; then sleep 300; fi")
+        make_good(subs / name, f"resume {i}", pre=f"if [ -e slow ]; then {sleep}; fi")
         if name != "s1":
             (subs / name / "slow").write_text("")
     out = tmp_path / "out"
@@ -181,9 +184,10 @@ def test_interrupted_batch_resumes_and_loses_nothing(tmp_path: Path, how: signal
     mtimes = {n: (out / "reports" / f"{n}.json").stat().st_mtime_ns for n in done_before}
     assert set(done_before) == {"s1"}  # s2 was abandoned, not waited for
     time.sleep(2)  # sandboxes of the killed batch die with it (--die-with-parent)
-    leftovers = subprocess.run(["pgrep", "-f", "grader-sandbox/batch-"], capture_output=True)
+    work = f"grader-sandbox/batch-{hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:10]}"
+    leftovers = subprocess.run(["pgrep", "-f", work], capture_output=True)
     assert leftovers.stdout.strip() == b"", "sandboxes outlived the batch"
-    sleepers = subprocess.run(["pgrep", "-x", "-f", "sleep 300"], capture_output=True)
+    sleepers = subprocess.run(["pgrep", "-x", "-f", sleep], capture_output=True)
     assert sleepers.stdout.strip() == b"", "build.sh outlived the batch"
     for name in ("s2", "s3", "s4"):
         (subs / name / "slow").unlink()
