@@ -252,6 +252,8 @@ class Stream:
     returncode: int | None = None
     error: CommandError | None = None
     duration: float = 0.0
+    #: descriptors the command inherits (e.g. a seccomp filter for bwrap)
+    pass_fds: tuple[int, ...] = ()
     _proc: subprocess.Popen | None = field(default=None, repr=False)
     _queue: queue.Queue = field(
         default_factory=lambda: queue.Queue(maxsize=STREAM_QUEUE), repr=False
@@ -276,6 +278,7 @@ class Stream:
                 env=_env(self.env),
                 cwd=self.cwd,
                 start_new_session=True,
+                pass_fds=self.pass_fds,
             )
         except FileNotFoundError:
             self.returncode = 127

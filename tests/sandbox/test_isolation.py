@@ -195,3 +195,27 @@ def test_client_jail_sees_only_the_submission(tmp_path: Path, sandbox_ready) -> 
     finally:
         ws.remove()
         ws.work_root.rmdir()
+
+
+@pytest.mark.parametrize("filtered", [True, False], ids=["seccomp", "control"])
+def test_client_jail_refuses_new_namespaces(tmp_path: Path, monkeypatch, filtered) -> None:
+    """The docker client's jail loads the jails' seccomp filter: `unshare -U` (a new user
+    namespace, the first step of most container escapes) is refused in it, while the same
+    jail without the filter (the control) allows it."""
+    from grader.grading.sandbox import seccomp
+
+    real = proc.which
+    monkeypatch.setattr(proc, "which", lambda n: "/usr/bin/unshare" if n == "docker" else real(n))
+    (tmp_path / "config").mkdir()
+    fd = seccomp.fd() if filtered else None
+    try:
+        argv = jail.client_argv(copy=tmp_path, docker_config=tmp_path / "config", env={},
+                                cwd="/", argv=["-U", "true"], seccomp_fd=fd)  # fmt: skip
+        done = proc.run(argv, timeout=30, check=False, pass_fds=(fd,) if filtered else ())
+    finally:
+        if fd is not None:
+            os.close(fd)
+    if filtered:
+        assert done.returncode != 0 and "Operation not permitted" in done.stderr, done.stderr
+    else:
+        assert done.returncode == 0, done.stderr

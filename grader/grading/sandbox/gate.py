@@ -25,7 +25,7 @@ from pathlib import Path
 
 from grader import proc
 from grader.grading.report import Finding
-from grader.grading.sandbox import jail
+from grader.grading.sandbox import jail, seccomp
 from grader.grading.sandbox.limits import Limits, human
 from grader.grading.sandbox.policy import Policy, printable
 
@@ -55,6 +55,31 @@ log = logging.getLogger(__name__)
 def engine_socket() -> str:
     host = os.environ.get("DOCKER_HOST", "")
     return host.removeprefix("unix://") if host.startswith("unix://") else "/run/docker.sock"
+
+
+def _capped(
+    stream: proc.Stream, max_output: int, on_output: Callable[[str, str], None] | None
+) -> tuple[list[str], bool]:
+    """The stream's last 400 lines, and whether it was stopped at ``max_output`` bytes."""
+    size = 0
+    cut = False
+    kept: list[str] = []
+    for source, line in stream:
+        size += len(line) + 1
+        if size > max_output:
+            if not cut:
+                cut = True
+                note = f"grader: output cut at {human(max_output)}; command stopped\n"
+                kept.append(note)
+                if on_output:
+                    on_output("stderr", note)
+                stream.cancel()
+            continue
+        kept.append(line + "\n")
+        del kept[:-400]
+        if on_output:
+            on_output(source, line + "\n")
+    return kept, cut
 
 
 @dataclass
@@ -103,55 +128,50 @@ class Client:
         on_output: Callable[[str, str], None] | None = None,
         stdin: str | None = None,
     ) -> ClientResult:
-        full = jail.client_argv(
-            copy=self.copy,
-            docker_config=self.docker_config,
-            env=dict(env or {}),
-            cwd=cwd,
-            argv=argv,
-            engine_socket=self.engine or engine_socket(),
-            uid=self.uid,
-            groups=self.groups,
-        )
-        start = time.monotonic()
         if self._cancelled:
             return ClientResult(130, "cancelled\n", seconds=0.0)
-        if stdin is not None:
-            try:
-                done = proc.run(
-                    full, timeout=timeout, check=False, input=stdin, max_output=max_output
-                )
-            except proc.CommandTimeout as e:
-                return ClientResult(124, e.stderr, timed_out=True, seconds=time.monotonic() - start)
-            text = done.stdout + done.stderr
-            if on_output:
-                for source, chunk in (("stdout", done.stdout), ("stderr", done.stderr)):
-                    if chunk:
-                        on_output(source, chunk)
-            return ClientResult(done.returncode, text, cut=done.truncated, seconds=done.duration)
-        stream = proc.Stream(tuple(full), timeout=timeout)
+        filter_fd = seccomp.fd()  # the client runs under the jails' seccomp filter too
+        try:
+            full = jail.client_argv(
+                copy=self.copy,
+                docker_config=self.docker_config,
+                env=dict(env or {}),
+                cwd=cwd,
+                argv=argv,
+                engine_socket=self.engine or engine_socket(),
+                uid=self.uid,
+                groups=self.groups,
+                seccomp_fd=filter_fd,
+            )
+            if stdin is not None:
+                return self._run_with_input(full, stdin, timeout, max_output, on_output, filter_fd)
+            return self._run_streamed(full, timeout, max_output, on_output, filter_fd)
+        finally:
+            os.close(filter_fd)
+
+    @staticmethod
+    def _run_with_input(full, stdin, timeout, max_output, on_output, filter_fd) -> ClientResult:
+        start = time.monotonic()
+        try:
+            done = proc.run(full, timeout=timeout, check=False, input=stdin,
+                            max_output=max_output, pass_fds=(filter_fd,))  # fmt: skip
+        except proc.CommandTimeout as e:
+            return ClientResult(124, e.stderr, timed_out=True, seconds=time.monotonic() - start)
+        if on_output:
+            for source, chunk in (("stdout", done.stdout), ("stderr", done.stderr)):
+                if chunk:
+                    on_output(source, chunk)
+        text = done.stdout + done.stderr
+        return ClientResult(done.returncode, text, cut=done.truncated, seconds=done.duration)
+
+    def _run_streamed(self, full, timeout, max_output, on_output, filter_fd) -> ClientResult:
+        start = time.monotonic()
+        stream = proc.Stream(tuple(full), timeout=timeout, pass_fds=(filter_fd,))
         with self._lock:
             self._active[id(stream)] = stream
         stream.start()
-        size = 0
-        cut = False
-        kept: list[str] = []
         try:
-            for source, line in stream:
-                size += len(line) + 1
-                if size > max_output:
-                    if not cut:
-                        cut = True
-                        note = f"grader: output cut at {human(max_output)}; command stopped\n"
-                        kept.append(note)
-                        if on_output:
-                            on_output("stderr", note)
-                        stream.cancel()
-                    continue
-                kept.append(line + "\n")
-                del kept[:-400]
-                if on_output:
-                    on_output(source, line + "\n")
+            kept, cut = _capped(stream, max_output, on_output)
         finally:
             with self._lock:
                 self._active.pop(id(stream), None)

@@ -164,10 +164,12 @@ def client_argv(
     max_file: int = 512 * 1024 * 1024,
     uid: int | None = None,
     groups: Sequence[int] = (),
+    seccomp_fd: int | None = None,
 ) -> list[str]:
     """The real docker client with ``argv``, jailed to the submission copy; as ``uid``
     (with ``groups``: the engine socket's) when given, else as root without capabilities
-    (no worker engine: the shared root engine's socket)."""
+    (no worker engine: the shared root engine's socket). ``seccomp_fd``: the filter
+    (:func:`seccomp.fd`, passed on to the command) that bwrap loads before the client."""
     exe = bwrap()
     docker = proc.which("docker")
     if exe is None or docker is None:
@@ -212,6 +214,7 @@ def client_argv(
         "--symlink", "../run", "/var/run",
         *config,
         "--bind", str(copy), SANDBOX_ROOT,
+        *(["--seccomp", str(seccomp_fd)] if seccomp_fd is not None else []),
         "--chdir", cwd,
         "--", docker, *argv,
     ]  # fmt: skip
