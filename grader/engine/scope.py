@@ -29,9 +29,9 @@ The interface (everything else is internal):
     start(cfg=None, listen=None) -> dict     # idempotent; pid and log under <state>/
     stop(cfg=None) -> bool                   # stops only the proxy the course started
     status(cfg=None) -> dict                 # {"running", "pid", "listen", "upstream", "callers"}
-    add_caller(name, namespace=None, admin=False, cfg=None) -> str   # returns the secret
+    add_caller(name, namespace=None, admin=False, cfg=None, shared=False, rooted=False) -> str
     remove_caller(name, cfg=None) -> bool
-    callers(cfg=None) -> dict[str, dict]     # name -> {"namespace", "admin"}
+    callers(cfg=None) -> dict[str, dict]     # name -> {"namespace", "admin", "rooted"}
     denied(caller=None, since=None, cfg=None) -> list[dict]   # the refused requests
     docker_config(host, name, secret) -> dict  # a config.json giving that credential
 
@@ -62,7 +62,7 @@ import sys
 import time
 import urllib.parse
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from pathlib import Path
 
@@ -240,6 +240,7 @@ class Caller:
     name: str
     namespace: str
     admin: bool = False
+    rooted: bool = False  # the names it uses are read inside its namespace (own_name)
 
 
 #: Who reads a read-only namespace without a credential: a namespace no name is under.
@@ -248,6 +249,20 @@ ANONYMOUS = Caller("anonymous", "\x00")
 
 def _under(name: str, namespace: str) -> bool:
     return name == namespace or name.startswith(namespace + "/")
+
+
+def own_name(caller: Caller, name: str, read_only: tuple[str, ...]) -> str:
+    """The repository ``name`` means to ``caller``. A rooted caller (a learner's notebook
+    kernel under ``grader autograde``: the labs push to names every learner shares, like
+    ``lab04/run-1``) has its own copy of every name: ``lab04/run-1`` is
+    ``<namespace>/lab04/run-1``. Names in a read-only namespace, and names under its
+    namespace's first component (its own, the registry's upload URLs, another learner's,
+    which is refused) mean what they say."""
+    if not caller.rooted or any(_under(name, ns) for ns in read_only):
+        return name
+    if _under(name, caller.namespace.split("/")[0]):
+        return name
+    return f"{caller.namespace}/{name}"
 
 
 def allowed(caller: Caller, action: str, name: str, read_only: tuple[str, ...]) -> bool:
@@ -335,11 +350,17 @@ def configure(prefix: str | None = None, read_only: list[str] | None = None, cfg
 
 
 def add_caller(
-    name: str, namespace: str | None = None, admin: bool = False, cfg=None, shared: bool = False
+    name: str,
+    namespace: str | None = None,
+    admin: bool = False,
+    cfg=None,
+    shared: bool = False,
+    rooted: bool = False,
 ) -> str:
     """Add (or renew) a caller and return its new secret; its namespace must not overlap a
     read-only namespace or another caller's (``shared``: it may be exactly another caller's,
-    as the grader's credential for a hub learner's submission is)."""
+    as the grader's credential for a hub learner's submission is). ``rooted``: the names it
+    uses are read inside its namespace (:func:`own_name`)."""
     if not COMPONENT_RE.fullmatch(name) or len(name) > 64 or name in (*ROUTE_WORDS, "anonymous"):
         raise ValueError(f"caller name {name!r}: use [a-z0-9] with . _ - inside (at most 64)")
     with _editing(cfg) as data:
@@ -355,7 +376,8 @@ def add_caller(
             if who != name and (_under(ns, theirs) or _under(theirs, ns)):
                 raise ValueError(f"namespace {ns!r} overlaps caller {who!r}'s {theirs!r}")
         secret = secrets.token_urlsafe(32)
-        data["callers"][name] = {"sha256": _secret_hash(secret), "namespace": ns, "admin": admin}
+        data["callers"][name] = {"sha256": _secret_hash(secret), "namespace": ns, "admin": admin,
+                                 "rooted": rooted}  # fmt: skip
     return secret
 
 
@@ -367,7 +389,11 @@ def remove_caller(name: str, cfg=None) -> bool:
 def callers(cfg=None) -> dict[str, dict]:
     data = load_scope(scope_dir(cfg) / "scope.json")
     return {
-        n: {"namespace": e["namespace"], "admin": bool(e.get("admin"))}
+        n: {
+            "namespace": e["namespace"],
+            "admin": bool(e.get("admin")),
+            "rooted": bool(e.get("rooted")),
+        }
         for n, e in data["callers"].items()
     }
 
@@ -413,7 +439,7 @@ class Scope:
         entry = self._fresh()["callers"].get(name) if sep else None
         if entry is None or not hmac.compare_digest(entry["sha256"], _secret_hash(secret)):
             return None
-        return Caller(name, entry["namespace"], bool(entry.get("admin")))
+        return Caller(name, entry["namespace"], bool(entry.get("admin")), bool(entry.get("rooted")))
 
 
 # --- the denied log -------------------------------------------------------------------------
@@ -713,6 +739,7 @@ class Proxy:
             return length == 0 and _keep_alive(req)
         req.caller = caller.name
         route, action = parse_target(req.method, req.target)
+        route = self._own(caller, route)
         drop = self._authorize(caller, route, action, req)
         cap = (
             self.limits.max_manifest_bytes
@@ -734,6 +761,19 @@ class Proxy:
             return await self._forward(req, route.target(drop), length, cap, reader, writer)
         finally:
             self.inflight[caller.name] -= 1
+
+    def _own(self, caller: Caller, route: Route) -> Route:
+        """The route with a rooted caller's names read inside its namespace (:func:`own_name`):
+        the repository and a mount's source."""
+        if not caller.rooted or not route.name:
+            return route
+        ro = self.scope.read_only
+        query = tuple((k, own_name(caller, v, ro) if k == "from" else v) for k, v in route.query)
+        route = replace(route, name=own_name(caller, route.name, ro), query=query)
+        for name in (route.name, route.param("from")):
+            if name is not None:
+                check_name(name)
+        return route
 
     def _anonymous_reader(self, req: Request) -> Caller | None:
         """A pull from a read-only namespace needs no credential: dockerd sends none to a
@@ -1053,6 +1093,7 @@ def build_parser(prog: str = "grader engine scope") -> argparse.ArgumentParser:
     add.add_argument("name")
     add.add_argument("--namespace", help="default: [prefix/]NAME")
     add.add_argument("--admin", action="store_true", help="may read and write everything")
+    add.add_argument("--rooted", action="store_true", help="its names are read inside NAMESPACE")
     add.add_argument("--docker-config", metavar="DIR", help="write DIR/config.json (mode 0600)")
     add.add_argument("--host", help="registry host in config.json (default: the proxy's)")
     add.add_argument("--owner", help="user (name or uid) who owns the written config.json")
@@ -1113,7 +1154,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _add(args: argparse.Namespace) -> int:
-    secret = add_caller(args.name, namespace=args.namespace, admin=args.admin)
+    secret = add_caller(args.name, namespace=args.namespace, admin=args.admin, rooted=args.rooted)
     if not args.docker_config:
         print(secret)
         return 0

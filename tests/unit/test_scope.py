@@ -81,6 +81,40 @@ def test_policy():
     assert allowed(Caller("grace", "class/grace", admin=True), "push", "cache/app", RO)
 
 
+KERNEL = Caller("k1", "autograde/ada-1", rooted=True)
+
+
+@pytest.mark.parametrize(
+    ("name", "means"),
+    [
+        ("lab04/run-1", "autograde/ada-1/lab04/run-1"),  # the labs' shared names: its own copy
+        ("07-challenge/hello", "autograde/ada-1/07-challenge/hello"),
+        ("library/busybox", "library/busybox"),  # read-only: read as written, never written
+        ("cache/app", "cache/app"),
+        ("autograde/ada-1/lab04/run-1", "autograde/ada-1/lab04/run-1"),  # upload URLs
+        ("autograde/bob-2/lab04/run-1", "autograde/bob-2/lab04/run-1"),  # refused below
+    ],
+)
+def test_a_rooted_caller_has_its_own_copy_of_every_name(name, means):
+    assert scope.own_name(KERNEL, name, RO) == means
+    assert scope.own_name(ADA, name, RO) == name  # callers are not rooted unless added so
+    assert allowed(KERNEL, "push", means, RO) == means.startswith("autograde/ada-1/")
+
+
+def test_a_rooted_callers_route_and_mount_source_are_its_own(tmp_path):
+    proxy = scope.Proxy(scope.Scope(tmp_path / "scope.json"), scope.DeniedLog(tmp_path / "d"),
+                        ("127.0.0.1", 5000))  # fmt: skip
+    route, _ = parse_target("POST", f"/v2/lab04/x/blobs/uploads/?mount={D}&from=lab04/y")
+    own = proxy._own(KERNEL, route)
+    assert own.name == "autograde/ada-1/lab04/x"
+    assert own.param("from") == "autograde/ada-1/lab04/y"
+    route, _ = parse_target("POST", f"/v2/lab04/x/blobs/uploads/?mount={D}&from=library/b")
+    assert proxy._own(KERNEL, route).param("from") == "library/b"
+    route, _ = parse_target("GET", "/v2/" + "a/" * 120 + "b/tags/list")
+    with pytest.raises(Refused):  # its copy's name is over distribution's 255 characters
+        proxy._own(KERNEL, route)
+
+
 def test_framing_is_strict():
     def head(*lines: str) -> bytes:
         return ("\r\n".join(["GET /v2/ HTTP/1.1", *lines]) + "\r\n\r\n").encode()
@@ -115,7 +149,9 @@ def test_callers_file(cfg):
     assert os.stat(path).st_mode & 0o777 == 0o600
     assert os.stat(path.parent).st_mode & 0o777 == 0o700
     assert secret not in path.read_text()  # only its hash
-    assert scope.callers(cfg) == {"ada": {"namespace": "class/ada", "admin": False}}
+    assert scope.callers(cfg) == {
+        "ada": {"namespace": "class/ada", "admin": False, "rooted": False}
+    }
     s = scope.Scope(path)
     token = __import__("base64").b64encode(f"ada:{secret}".encode()).decode()
     assert s.authenticate(f"Basic {token}") == Caller("ada", "class/ada")
