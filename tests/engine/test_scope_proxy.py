@@ -283,6 +283,22 @@ def test_mount_within_own_namespace_and_from_library_work(proxy, run_id):
     assert status == 201 and headers["Docker-Content-Digest"] == layer
 
 
+def test_a_rooted_caller_pushes_shared_names_into_its_own_namespace(proxy, run_id):
+    """A notebook kernel under ``grader autograde`` pushes where the labs say (``lab04/...``):
+    its rooted credential makes that its own copy; the upload continues at the Location the
+    registry names (inside its namespace); library/ and other namespaces stay refused."""
+    proxy.add(f"kern-{run_id}", namespace=f"scope/kern-{run_id}", rooted=True)
+    who, own = f"kern-{run_id}", f"scope/kern-{run_id}"
+    digest = upload(proxy, who, f"lab04/run-{run_id}", f"kernel layer {run_id}".encode())
+    for path in (f"/v2/lab04/run-{run_id}", f"/v2/{own}/lab04/run-{run_id}"):
+        assert proxy.request("HEAD", f"{path}/blobs/{digest}", who)[0] == 200
+    assert proxy.request("HEAD", f"/v2/lab04/run-{run_id}/blobs/{digest}", "grace")[0] == 404
+    for repo in (f"library/probe-{run_id}", f"scope/ada/probe-{run_id}"):
+        assert proxy.request("POST", f"/v2/{repo}/blobs/uploads/", who)[0] == 403
+        assert any(repo in r["target"] for r in proxy.denied(who))
+    assert proxy.request("GET", "/v2/library/busybox/tags/list", who)[0] == 200
+
+
 # --- who calls ------------------------------------------------------------------------------
 
 

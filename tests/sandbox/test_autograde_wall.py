@@ -6,6 +6,12 @@ course folder, the host's docker socket), one per limit (memory, processes, file
 an endless loop (the cell timeout). Each attack fails inside its cell, the host's files
 stay as they were, and the students graded after them are graded as usual. The honest
 submission scores what plain ``nbgrader autograde`` gives it.
+
+The registry: ``lab`` pushes where the labs push (``lab04/run-…``) and reads it back; ``rob``,
+graded after, pushes into ``library/`` and into lab's namespace through the engine, opens
+upload sessions from a ``RUN`` step and by raw HTTP from the kernel (with and without its own
+credential), and pushes to the name lab used: every write is refused or lands in rob's own
+copy, and lab's image is untouched (fixtures: tests/fixtures/wall/registry-probe/).
 """
 
 from __future__ import annotations
@@ -15,6 +21,9 @@ import os
 import shutil
 import socket
 import sys
+import urllib.error
+import urllib.request
+import uuid
 from pathlib import Path
 
 import nbformat
@@ -31,7 +40,11 @@ pytestmark = [pytest.mark.engine, pytest.mark.registry]
 AID = "ps1"
 MiB = 1024 * 1024
 LIMITS = jailed.KernelLimits(memory=1024 * MiB, processes=128, file_size=64 * MiB)
-CELL_TIMEOUT = 20
+CELL_TIMEOUT = 60  # rob's cell builds four images
+PROBE = Path(__file__).resolve().parents[1] / "fixtures" / "wall" / "registry-probe"
+RUN_ID = uuid.uuid4().hex[:8]  # repositories of this run (the registry outlives it)
+#: lab's namespace, ``ag.student_namespace("lab")`` (spelt out: the hostile cell names it)
+LAB_NS = "autograde/lab-" + hashlib.sha256(b"lab").hexdigest()[:8]
 
 HONEST = "def add(a, b):\n    return a + b\n"
 
@@ -134,6 +147,75 @@ except OSError as exc:
 
 ENDLESS = "while True:\n    pass\n"
 
+DOCKER_HELPERS = r"""
+import os, subprocess
+REG = os.environ.get("COURSE_REGISTRY", "127.0.0.1:5000")
+def docker(*args, timeout=120):
+    done = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    return done.returncode, done.stdout + done.stderr
+def push(ref, marker):
+    open("push/marker", "w").write(marker + "\n")
+    return docker("buildx", "build", "--builder", "default", "--provenance=false",
+                  "-t", ref, "--push", "push")
+"""
+
+LAB_PUSH = (
+    DOCKER_HELPERS
+    + r"""
+rc, out = push(f"{{REG}}/lab04/run-{run}:1", "lab's image")
+print("LAB-PUSH", rc, out[-300:] if rc else "")
+rc, out = docker("buildx", "imagetools", "inspect", f"{{REG}}/lab04/run-{run}:1")
+print("LAB-DIGEST", rc, next((ln.split()[-1] for ln in out.splitlines()
+                              if ln.startswith("Digest:")), out[-200:]))
+"""
+    + HONEST
+)
+
+REGISTRY_HOSTILE = (
+    DOCKER_HELPERS
+    + r"""
+import json, urllib.error, urllib.request
+def probe(name, escaped, detail):
+    print(f"{{'ESCAPED' if escaped else 'DENIED'}} {{name}}: {{detail[-160:]!r}}")
+for name, repo in (("library-push", "library/wall-{run}:1"),
+                   ("other-push", "{other}/lab04/run-{run}:1")):
+    rc, out = push(f"{{REG}}/{{repo}}", "rob was here")
+    probe(name, rc == 0, out)
+rc, out = push(f"{{REG}}/lab04/run-{run}:1", "rob was here")  # the name lab's kernel used
+print("SHARED-NAME", rc, out[-300:] if rc else "")
+PROBE = ('for to in "10.233.0.1 5000" "10.233.0.1 5080"; do printf "POST '
+         '/v2/library/wall-run-{run}/blobs/uploads/ HTTP/1.0\r\nHost: r\r\n'
+         'Content-Length: 0\r\n\r\n" | nc -w 3 $to 2>&1 | head -1 | '
+         'sed "s/^/REGISTRY-ANSWER $to: /"; done')
+rc, out = docker("buildx", "build", "--builder", "default", "--progress=plain", "--no-cache",
+                 "--build-arg", "PROBE=" + PROBE, "run")
+answers = [ln for ln in out.splitlines() if "REGISTRY-ANSWER 10" in ln]
+probe("run-step", not answers or any(" 20" in a.split(":", 1)[1] for a in answers),
+      " | ".join(answers) or out[-300:])
+def post(repo, auth):
+    req = urllib.request.Request(f"http://{{REG}}/v2/{{repo}}/blobs/uploads/", data=b"",
+                                 method="POST", headers={{"Content-Type": "text/plain"}})
+    if auth:
+        req.add_header("Authorization", "Basic " + auth)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as answer:
+            return answer.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError as exc:
+        return repr(exc)
+config = os.path.join(os.environ.get("DOCKER_CONFIG", "/nonexistent"), "config.json")
+auths = json.load(open(config)).get("auths", {{}}) if os.path.exists(config) else {{}}
+mine = next(iter(auths.values()), {{}}).get("auth")
+for name, repo, auth in (("raw-library", "library/wall-raw-{run}", None),
+                         ("raw-library-own-credential", "library/wall-raw-{run}", mine),
+                         ("raw-other-own-credential", "{other}/lab04/raw-{run}", mine)):
+    status = post(repo, auth)
+    probe(name, status in (201, 202), str(status))
+"""
+    + HONEST
+)
+
 
 def _source_notebook() -> nbformat.NotebookNode:
     answer = new_code_cell(
@@ -183,6 +265,8 @@ def _course(root: Path) -> Path:
 def _submit(course: Path, student: str, answer: str) -> None:
     dest = course / "submitted" / student / AID
     dest.mkdir(parents=True)
+    if student in ("lab", "rob"):
+        shutil.copytree(PROBE, dest, dirs_exist_ok=True)
     nb = nbformat.read(course / "release" / AID / f"{AID}.ipynb", as_version=4)
     for cell in nb.cells:
         if cell.metadata.get("nbgrader", {}).get("grade_id") == "answer":
@@ -225,6 +309,8 @@ STUDENTS = {
     "fork": FORK_BOMB,
     "big": BIG_FILE,
     "loop": ENDLESS,
+    "lab": LAB_PUSH.format(run=RUN_ID),
+    "rob": REGISTRY_HOSTILE.format(run=RUN_ID, other=LAB_NS),
     "zed": HONEST,  # graded after all of them
 }
 
@@ -299,6 +385,52 @@ def test_hostile_cells_fail_inside_the_wall(graded) -> None:
     assert not (course / "pwned.txt").exists()
     assert not Path("/root/grader-wall-canary").exists()
     assert "instructor's secret" not in out
+
+
+def _registry_digest(repo: str, tag: str = "1") -> str | None:
+    """The manifest digest the registry itself holds for ``repo:tag`` (asked as root, on
+    the registry's own port), or None."""
+    from grader.engine.config import settings
+
+    accept = ", ".join(["application/vnd.oci.image.index.v1+json",
+                        "application/vnd.oci.image.manifest.v1+json",
+                        "application/vnd.docker.distribution.manifest.v2+json",
+                        "application/vnd.docker.distribution.manifest.list.v2+json"])  # fmt: skip
+    url = f"http://{settings().registry_host}/v2/{repo}/manifests/{tag}"
+    req = urllib.request.Request(url, method="HEAD", headers={"Accept": accept})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as answer:
+            return answer.headers["Docker-Content-Digest"]
+    except urllib.error.HTTPError:
+        return None
+
+
+def test_registry_writes_stay_in_the_students_own_namespace(graded) -> None:
+    """lab pushes where the labs push and reads it back; rob's writes into library/ and
+    lab's namespace are refused (engine, RUN step, raw HTTP), and rob's push to the name lab
+    used lands in rob's own copy."""
+    course, _, runs, _ = graded
+    assert ag.student_namespace("lab") == LAB_NS
+    lab = _outputs(course, "lab")
+    pushed = next(ln for ln in lab.splitlines() if ln.startswith("LAB-PUSH"))
+    assert pushed.split()[1] == "0", lab
+    shown = next(ln for ln in lab.splitlines() if ln.startswith("LAB-DIGEST")).split()
+    assert shown[1] == "0" and shown[2].startswith("sha256:"), lab
+    rob = _outputs(course, "rob")
+    assert "ESCAPED" not in rob, rob
+    for name in ("library-push", "other-push", "run-step", "raw-library",
+                 "raw-library-own-credential", "raw-other-own-credential"):  # fmt: skip
+        assert f"DENIED {name}:" in rob, (name, rob)
+    assert next(ln for ln in rob.splitlines() if ln.startswith("SHARED-NAME")).split()[1] == "0"
+    # lab's image is where lab's namespace keeps it, untouched; nothing at the shared names
+    assert _registry_digest(f"{LAB_NS}/lab04/run-{RUN_ID}") == shown[2]
+    rob_ns = ag.student_namespace("rob")
+    assert _registry_digest(f"{rob_ns}/lab04/run-{RUN_ID}") not in (None, shown[2])
+    for repo in (f"lab04/run-{RUN_ID}", f"library/wall-{RUN_ID}"):
+        assert _registry_digest(repo) is None, repo
+    refused = next(r.refused for r in runs if r.student == "rob")
+    assert refused and any("library/wall-" in why for why in refused), refused
+    assert _scores(course, "lab") == (2.0, 2.0) and _scores(course, "rob") == (2.0, 2.0)
 
 
 @pytest.mark.parametrize(

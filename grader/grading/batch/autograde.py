@@ -7,6 +7,12 @@ notebook is :mod:`grader.grading.sandbox.kernel`: a fresh unprivileged uid in a 
 jail with kernel-enforced limits, whose docker commands reach a rootless worker engine
 (reset between students).
 
+The registry: the kernel (on the host's network) and the worker engine reach it only
+through the scope proxy (:mod:`grader.engine.scope`), with a credential per student whose
+names are read inside ``autograde/<student>/``: the labs push to names every learner shares
+(``lab04/run-…``, ``07-challenge/hello``), and each student gets their own copy of them;
+``library/``, ``cache/`` and every other namespace are read-only or refused to them.
+
 nbgrader runs as a subprocess of this Python, once per student: its traitlets config, its
 gradebook session and its logging stay its own; a student whose grading crashes nbgrader
 is reported and the next one is graded; every student's run has a time limit; and the
@@ -17,7 +23,11 @@ unchanged.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
+import secrets
 import shutil
 import sys
 import tempfile
@@ -29,7 +39,9 @@ from pathlib import Path
 from grader import proc
 from grader.engine import rootless
 from grader.engine.config import settings
+from grader.grading.checks.run import namespace_for
 from grader.grading.sandbox import kernel as jailed
+from grader.grading.sandbox import registry_scope
 
 MiB = 1024 * 1024
 
@@ -44,6 +56,7 @@ class StudentRun:
     ok: bool
     seconds: float
     detail: str = ""
+    refused: tuple[str, ...] = ()  # registry requests the proxy refused this student's kernel
 
 
 def problem(need_engine: bool = True) -> str | None:
@@ -122,12 +135,16 @@ def autograde(
         )
     if not names:
         raise AutogradeError(f"no submissions of {assignment} under {course / 'submitted'}")
-    jailed.firewall(settings().registry_host)
+    registry = settings().registry_host
+    proxy = registry_scope.upstream(registry)  # the kernels and the engine reach only it
+    if proxy is None:
+        raise AutogradeError(f"{registry} is not the course registry the scope proxy serves")
+    jailed.firewall(registry, proxy)
     run_dir = Path(tempfile.mkdtemp(prefix="grader-autograde-"))
     os.chmod(run_dir, 0o700)
     try:
         if engine:
-            with rootless.claimed(settings().registry_host) as eng:
+            with rootless.claimed(proxy, name=registry) as eng:
                 say(f"worker engine {eng.n} up ({eng.host})")
                 return _grade_all(assignment, course, names, run_dir, limits, timeout,
                                   student_timeout, eng, say)  # fmt: skip
@@ -162,6 +179,7 @@ def _grade_all(assignment, course, names, run_dir, limits, timeout, student_time
         engine_socket=str(eng.socket) if eng else None,
         engine_group=eng.client_group if eng else None,
         registry=eng.registry if eng else None,
+        registry_auth=str(run_dir / "registry-auth.json"),
         limits=limits or jailed.KernelLimits(),
     ).write(config)
     share = run_dir / "share"
@@ -173,25 +191,56 @@ def _grade_all(assignment, course, names, run_dir, limits, timeout, student_time
             eng.reset()  # the next student finds nothing of this one's in the engine
         say(f"[{i}/{len(names)}] {student}: autograding {assignment} behind the wall")
         started = time.monotonic()
-        stream = proc.stream(
-            _nbgrader_argv(assignment, student, timeout),
-            timeout=student_timeout, env=env, cwd=course,
-        )  # fmt: skip
-        tail: list[str] = []
-        for _, line in stream:
-            tail = [*tail[-40:], line]
+        with student_credential(student, run_dir / "registry-auth.json") as refusals:
+            stream = proc.stream(
+                _nbgrader_argv(assignment, student, timeout),
+                timeout=student_timeout, env=env, cwd=course,
+            )  # fmt: skip
+            tail: list[str] = []
+            for _, line in stream:
+                tail = [*tail[-40:], line]
+        refused = tuple(refusals)
+        if refused:
+            say(f"[{i}/{len(names)}] {student}: the registry refused {len(refused)} request(s): "
+                + "; ".join(refused[:3]))  # fmt: skip
         _chown(course / "autograded", course_owner(course))
         _give_back(course / "autograded" / student, course_owner(course))
         shutil.rmtree(run_dir / "kernels", ignore_errors=True)
         seconds = time.monotonic() - started
         if stream.error is None:
-            runs.append(StudentRun(student, True, seconds))
+            runs.append(StudentRun(student, True, seconds, refused=refused))
             say(f"[{i}/{len(names)}] {student}: done in {seconds:.0f} s")
         else:
             detail = "\n".join(tail[-15:])
-            runs.append(StudentRun(student, False, seconds, detail))
+            runs.append(StudentRun(student, False, seconds, detail, refused))
             say(f"[{i}/{len(names)}] {student}: FAILED ({stream.error.reason})\n{detail}")
     return runs
+
+
+def student_namespace(student: str) -> str:
+    """``autograde/<id>-<hash>``: one per student id (``Ada`` and ``ada`` differ)."""
+    digest = hashlib.sha256(student.encode()).hexdigest()[:8]
+    return f"autograde/{namespace_for(student)[:40]}-{digest}"
+
+
+@contextlib.contextmanager
+def student_credential(student: str, path: Path):
+    """The student's rooted registry credential, written to ``path`` (root-only) for the
+    kernel launcher; yields a list that holds, afterwards, what the proxy refused them."""
+    registry = settings().registry_host
+    refusals: list[str] = []
+    label = secrets.token_hex(5)
+    with registry_scope.credential(student_namespace(student), registry, label, rooted=True) as (
+        caller, config, since,
+    ):  # fmt: skip
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(config, fh)
+        try:
+            yield refusals
+        finally:
+            path.unlink(missing_ok=True)
+            refusals += [f.message for f in registry_scope.refused(caller, since)]
 
 
 def add_subparser(sub) -> None:

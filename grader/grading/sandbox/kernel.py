@@ -41,7 +41,7 @@ from pathlib import Path
 from grader import proc
 from grader.engine import rootless
 from grader.engine.rootless import KERNEL_UIDS
-from grader.grading.sandbox import jail, seccomp
+from grader.grading.sandbox import jail, registry_scope, seccomp
 
 MiB = 1024 * 1024
 KERNEL_NAME = "grader-jail"
@@ -68,6 +68,9 @@ class JailConfig:
     engine_socket: str | None = None
     engine_group: int | None = None
     registry: str | None = None
+    #: root-only file: the docker config.json with the student's registry credential, which
+    #: ``grader autograde`` rewrites before each student (the kernel's clients send it)
+    registry_auth: str | None = None
     limits: KernelLimits = field(default_factory=KernelLimits)
 
     def write(self, path: Path) -> None:
@@ -100,6 +103,9 @@ def install_kernelspec(share: Path, config: Path) -> Path:
                 "language": "python",
                 "interrupt_mode": "message",
                 "metadata": {"debugger": False},
+                # the launcher imports the grader package this process runs (a checkout or a
+                # worktree), not whatever the venv's editable install points at
+                "env": {"PYTHONPATH": _grader_root()},
             },
             indent=2,
         )
@@ -124,21 +130,29 @@ def jail_problem() -> str | None:
 KERNEL_CHAIN = "GRADER-KERNELS"
 
 
-def firewall(registry: str) -> None:
+def firewall(registry: str, proxy: str) -> None:
     """The kernels share the host's network (their ZMQ sockets listen on loopback), so the
     kernel uids (:data:`KERNEL_UIDS`) are walled off by ``iptables -m owner``: they may
-    answer connections made to them (nbclient's) and reach the course registry; every other
+    answer connections made to them (nbclient's) and reach the registry scope proxy; a
+    connection to the course registry's address is sent to the proxy (a DNAT), so the labs'
+    image names stay as they are and the proxy decides; the registry's own port, every other
     host, loopback or LAN service (JupyterLab, the hub, a database) is refused, IPv6 too.
-    Rules are only added, never flushed (iptables' lock orders concurrent graders)."""
+    Rules are only added, never flushed (iptables' lock orders concurrent graders), except
+    an earlier version's rule that let kernels reach the registry's own port."""
     host, _, port = registry.rpartition(":")
+    phost, _, pport = proxy.rpartition(":")
     owners = ["-m", "owner", "--uid-owner", f"{KERNEL_UIDS[0]}-{KERNEL_UIDS[1] - 1}"]
     allow = [
         ["-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"],
-        ["-d", f"{host}/32", "-p", "tcp", "-m", "tcp", "--dport", port, "-j", "ACCEPT"],
+        ["-d", f"{phost}/32", "-p", "tcp", "-m", "tcp", "--dport", pport, "-j", "ACCEPT"],
     ]
+    direct = ["-d", f"{host}/32", "-p", "tcp", "-m", "tcp", "--dport", port, "-j", "ACCEPT"]
     ipt = rootless._iptables
+    registry_scope.route_to_proxy(KERNEL_UIDS, registry, proxy)
     if not ipt("-n", "-L", KERNEL_CHAIN, check=False):
         ipt("-N", KERNEL_CHAIN)
+    while direct != allow[1] and ipt("-D", KERNEL_CHAIN, *direct, check=False):
+        pass
     for rule in allow:
         if not ipt("-C", KERNEL_CHAIN, *rule, check=False):
             ipt("-A", KERNEL_CHAIN, *rule)
@@ -196,7 +210,8 @@ def _scratch(cwd: Path, cfg: JailConfig, uid: int) -> Path:
             os.lchown(path, uid, uid)
     config = kdir / "docker-config"
     config.mkdir(mode=0o755)
-    (config / "config.json").write_text("{}\n")
+    auth = Path(cfg.registry_auth).read_text() if cfg.registry_auth else "{}\n"
+    (config / "config.json").write_text(auth)
     os.chmod(config / "config.json", 0o644)
     (config / "buildx").mkdir(mode=0o700)
     os.chown(config / "buildx", uid, uid)

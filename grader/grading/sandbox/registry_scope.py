@@ -10,6 +10,8 @@ it may read base images and write nothing. What the proxy refused becomes a find
     upstream(registry)            -> the proxy's address, or None (no wall: graded as before)
     credential(namespace, label)  -> context manager: (caller, config.json dict)
     refused(caller, since)        -> findings for the requests the proxy refused
+    route_to_proxy(uids, registry, proxy) -> host processes of those uids that dial the
+                                     registry reach the proxy instead (iptables nat)
 """
 
 from __future__ import annotations
@@ -46,11 +48,14 @@ def caller_name(namespace: str, label: str) -> str:
 
 
 @contextlib.contextmanager
-def credential(namespace: str, registry: str, label: str) -> Iterator[tuple[str, dict, float]]:
-    """(caller, a docker config.json giving its credential for ``registry``, start time)."""
+def credential(
+    namespace: str, registry: str, label: str, rooted: bool = False
+) -> Iterator[tuple[str, dict, float]]:
+    """(caller, a docker config.json giving its credential for ``registry``, start time).
+    ``rooted``: the names it uses are read inside ``namespace`` (``scope.own_name``)."""
     name = caller_name(namespace, label)
     try:
-        secret = scope.add_caller(name, namespace=namespace, shared=True)
+        secret = scope.add_caller(name, namespace=namespace, shared=True, rooted=rooted)
     except (ValueError, OSError) as e:  # e.g. a namespace under library/: no credential
         raise rootless.EngineError(f"no registry credential for {namespace!r}: {e}") from e
     try:
@@ -77,3 +82,26 @@ def refused(caller: str, since: float) -> list[Finding]:
         )
         for row in kept
     ]
+
+
+#: The nat chain that sends grader uids' connections to the registry on to the proxy.
+ROUTE_CHAIN = "GRADER-SCOPE"
+
+
+def route_to_proxy(uids: tuple[int, int], registry: str, proxy: str) -> None:
+    """Connections that processes of ``uids`` (``[lo, hi)``, on the host's network: jailed
+    kernels, per-run docker clients) open to ``registry`` reach ``proxy`` instead (a DNAT in
+    nat OUTPUT), so the name a lab or build.sh uses stays the registry's while the proxy
+    decides. The filter rules of those uids must accept the proxy's port, not the registry's.
+    Rules are only added, never flushed (graders beside this one may use them)."""
+    ipt = rootless._iptables
+    host, _, port = registry.rpartition(":")
+    rule = ["-m", "owner", "--uid-owner", f"{uids[0]}-{uids[1] - 1}", "-d", f"{host}/32",
+            "-p", "tcp", "-m", "tcp", "--dport", port,
+            "-j", "DNAT", "--to-destination", proxy]  # fmt: skip
+    if not ipt("-n", "-L", ROUTE_CHAIN, table="nat", check=False):
+        ipt("-N", ROUTE_CHAIN, table="nat")
+    if not ipt("-C", ROUTE_CHAIN, *rule, table="nat", check=False):
+        ipt("-A", ROUTE_CHAIN, *rule, table="nat")
+    if not ipt("-C", "OUTPUT", "-j", ROUTE_CHAIN, table="nat", check=False):
+        ipt("-I", "OUTPUT", "1", "-j", ROUTE_CHAIN, table="nat")
