@@ -57,3 +57,30 @@ def test_one_caller_per_grading():
 def test_the_anonymous_name_is_reserved():
     with pytest.raises(ValueError):
         scope.add_caller("anonymous", cfg=settings())
+
+
+@pytest.mark.parametrize(
+    ("kind", "expect"),
+    [({}, (False, False)), ({"rooted": True}, (False, True)), ({"admin": True}, (True, False))],
+)
+def test_a_credential_lives_as_long_as_its_grading(tmp_path, monkeypatch, kind, expect):
+    """Autograde's kernels get rooted credentials, a learner's plain check an admin one."""
+    monkeypatch.setenv("COURSE_STATE_DIR", str(tmp_path))
+    with registry_scope.credential("autograde/ada-1", "127.0.0.1:5000", "abc", **kind) as (
+        caller, config, _,
+    ):  # fmt: skip
+        entry = scope.callers()[caller]
+        assert (entry["admin"], entry["rooted"]) == expect
+        assert entry["namespace"] == "autograde/ada-1"
+        assert list(config["auths"]) == ["127.0.0.1:5000"]
+    assert caller not in scope.callers()
+
+
+def test_student_namespaces_are_apart():
+    from grader.grading.batch.autograde import student_namespace
+
+    names = {student_namespace(s) for s in ("ada", "Ada", "a d a", "a_d_a", "x" * 300)}
+    assert len(names) == 5
+    for name in names:
+        scope.check_name(name)
+        assert name.startswith("autograde/") and name.count("/") == 1

@@ -396,11 +396,7 @@ def check_engine(
         worker = opts.engine
         if worker is None and opts.isolate and rootless.rootless_problem() is None:
             try:
-                # Confined (batch) and scratch checks push into one namespace: the proxy
-                # holds them to it. A learner's plain check of their own work may push
-                # anywhere in the registry, as their build.sh does at home.
-                scoped = opts.namespace is not None or opts.scratch
-                worker = stack.enter_context(claim_worker(upstream, scoped=scoped))
+                worker = stack.enter_context(claim_worker(upstream))
             except rootless.EngineError as e:
                 return _unavailable(f"no worker engine: {e}")
         if worker is None and not opts.gate:
@@ -412,14 +408,12 @@ def check_engine(
         return _engine_checks(submission, image, platforms, info, opts, worker)
 
 
-def claim_worker(
-    registry: str, limits=None, scoped: bool = True
-) -> contextlib.AbstractContextManager:
-    """A worker engine that names the registry as the host does (``registry``) and, when
-    ``scoped``, reaches it through the scope proxy, so that only the submission's own
-    credential writes, and only into its namespace
-    (:mod:`grader.grading.sandbox.registry_scope`)."""
-    proxy = registry_scope.upstream(registry) if scoped else None
+def claim_worker(registry: str, limits=None) -> contextlib.AbstractContextManager:
+    """A worker engine that names the registry as the host does (``registry``) and reaches the
+    course registry only through the scope proxy, so that only the submission's own
+    credential writes (:mod:`grader.grading.sandbox.registry_scope`). Another registry (one
+    the instructor names, which the proxy does not serve) is reached directly."""
+    proxy = registry_scope.upstream(registry)
     if proxy is None:
         return rootless.claimed(registry, limits)
     return rootless.claimed(proxy, limits, name=registry)
@@ -446,8 +440,15 @@ def _engine_checks(
     if not _scoped(worker):
         return _engine_run(submission, image, platforms, info, opts, worker, namespace, None)
     label = secrets.token_hex(5)
+    # Confined (batch) and scratch checks push into one namespace: the proxy holds them to it.
+    # A learner's plain check of their own work may push anywhere in the registry, as their
+    # build.sh does at home: its client's credential may write everywhere (RUN steps still
+    # only read base images).
+    anywhere = opts.namespace is None and not opts.scratch
     try:
-        with registry_scope.credential(namespace, worker.registry, label) as (caller, cfg, since):
+        with registry_scope.credential(namespace, worker.registry, label, admin=anywhere) as (
+            caller, cfg, since,
+        ):  # fmt: skip
             outcome = _engine_run(submission, image, platforms, info, opts, worker, namespace,
                                   cfg, label)  # fmt: skip
             return _with_refusals(outcome, registry_scope.refused(caller, since))

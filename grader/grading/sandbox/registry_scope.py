@@ -49,13 +49,16 @@ def caller_name(namespace: str, label: str) -> str:
 
 @contextlib.contextmanager
 def credential(
-    namespace: str, registry: str, label: str, rooted: bool = False
+    namespace: str, registry: str, label: str, rooted: bool = False, admin: bool = False
 ) -> Iterator[tuple[str, dict, float]]:
     """(caller, a docker config.json giving its credential for ``registry``, start time).
-    ``rooted``: the names it uses are read inside ``namespace`` (``scope.own_name``)."""
+    ``rooted``: the names it uses are read inside ``namespace`` (``scope.own_name``);
+    ``admin``: it may write everywhere (a learner's plain check of their own work)."""
     name = caller_name(namespace, label)
     try:
-        secret = scope.add_caller(name, namespace=namespace, shared=True, rooted=rooted)
+        secret = scope.add_caller(
+            name, namespace=namespace, shared=True, rooted=rooted, admin=admin
+        )
     except (ValueError, OSError) as e:  # e.g. a namespace under library/: no credential
         raise rootless.EngineError(f"no registry credential for {namespace!r}: {e}") from e
     try:
