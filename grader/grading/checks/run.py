@@ -411,11 +411,16 @@ def check_engine(
 def claim_worker(registry: str, limits=None) -> contextlib.AbstractContextManager:
     """A worker engine that names the registry as the host does (``registry``) and reaches the
     course registry only through the scope proxy, so that only the submission's own
-    credential writes (:mod:`grader.grading.sandbox.registry_scope`). Another registry (one
-    the instructor names, which the proxy does not serve) is reached directly."""
+    credential writes (:mod:`grader.grading.sandbox.registry_scope`); so do the per-run
+    clients. Another registry (one the instructor names, which the proxy does not serve) is
+    reached directly."""
     proxy = registry_scope.upstream(registry)
     if proxy is None:
         return rootless.claimed(registry, limits)
+    # the per-run docker clients (gate on: `buildx imagetools`, `manifest inspect` speak to
+    # the registry from the host's network) reach it through the proxy too, with their
+    # submission's credential
+    registry_scope.route_to_proxy(rootless.RUN_UIDS, registry, proxy)
     return rootless.claimed(proxy, limits, name=registry)
 
 
