@@ -410,7 +410,6 @@ def test_registry_writes_stay_in_the_students_own_namespace(graded) -> None:
     lab's namespace are refused (engine, RUN step, raw HTTP), and rob's push to the name lab
     used lands in rob's own copy."""
     course, _, runs, _ = graded
-    assert ag.student_namespace("lab") == LAB_NS
     lab = _outputs(course, "lab")
     pushed = next(ln for ln in lab.splitlines() if ln.startswith("LAB-PUSH"))
     assert pushed.split()[1] == "0", lab
@@ -423,6 +422,7 @@ def test_registry_writes_stay_in_the_students_own_namespace(graded) -> None:
         assert f"DENIED {name}:" in rob, (name, rob)
     assert next(ln for ln in rob.splitlines() if ln.startswith("SHARED-NAME")).split()[1] == "0"
     # lab's image is where lab's namespace keeps it, untouched; nothing at the shared names
+    assert ag.student_namespace("lab") == LAB_NS
     assert _registry_digest(f"{LAB_NS}/lab04/run-{RUN_ID}") == shown[2]
     rob_ns = ag.student_namespace("rob")
     assert _registry_digest(f"{rob_ns}/lab04/run-{RUN_ID}") not in (None, shown[2])
