@@ -69,6 +69,9 @@ from pathlib import Path
 DEFAULT_PORT = 5080
 DEFAULT_READ_ONLY = ("library", "cache")
 REALM = "course registry"
+#: What the proxy's policy understands; a running proxy of another version is restarted by
+#: :func:`start` (one that predates rooted callers would refuse their every request).
+POLICY_VERSION = "2-rooted"
 BODY_BUFFER = 512 * 1024  # per direction of a connection, while a body streams
 
 # distribution's reference grammar (reference/regexp.go), lower case only.
@@ -1041,10 +1044,13 @@ def start(cfg=None, listen: list[str] | None = None) -> dict:
 
     cfg = _cfg(cfg)
     now = status(cfg)
-    if now["running"]:
-        return now
-    listen = listen or default_listen()
     directory = scope_dir(cfg)
+    if now["running"] and _running_version(directory) == POLICY_VERSION:
+        return now
+    if now["running"]:  # an older proxy: the same addresses, today's policy
+        listen = now["listen"] or listen
+        services.stop_service(cfg, "scope")
+    listen = listen or default_listen()
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     load_scope(directory / "scope.json")  # refuse a loose file here, with the reason
     argv = [sys.executable, "-m", "grader.engine.scope", "serve", "--state", str(directory)]
@@ -1053,6 +1059,7 @@ def start(cfg=None, listen: list[str] | None = None) -> dict:
         argv += ["--listen", addr]
     services.start_service(cfg, "scope", argv)
     (directory / "listen").write_text(" ".join(listen) + "\n")
+    (directory / "version").write_text(POLICY_VERSION + "\n")
     deadline = time.monotonic() + 15
     host, port = _hostport(listen[0])
     while time.monotonic() < deadline:
@@ -1064,6 +1071,13 @@ def start(cfg=None, listen: list[str] | None = None) -> dict:
     tail = "\n".join(cfg.logfile("scope").read_text(errors="replace").splitlines()[-10:])
     services.stop_service(cfg, "scope")
     raise RuntimeError(f"the scope proxy did not come up on {listen[0]}; log:\n{tail}")
+
+
+def _running_version(directory: Path) -> str | None:
+    try:
+        return (directory / "version").read_text().strip()
+    except OSError:
+        return None
 
 
 def stop(cfg=None) -> bool:

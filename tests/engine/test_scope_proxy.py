@@ -222,6 +222,11 @@ def test_service_start_stop_status(tmp_path, registry_host):
         assert scope.status(cfg)["callers"] == 1
         assert (tmp_path / "run" / "scope.pid").read_text() == str(first["pid"])
         assert "scope proxy on" in (tmp_path / "logs" / "scope.log").read_text()
+        # a proxy started by an older grader (another policy) is replaced, on its address
+        (tmp_path / "scope" / "version").write_text("1\n")
+        newer = scope.start(cfg, listen=["127.0.0.1:1"])
+        assert newer["pid"] != first["pid"] and newer["listen"] == [listen]
+        assert scope.start(cfg)["pid"] == newer["pid"]
     finally:
         assert scope.stop(cfg)
     assert not scope.stop(cfg)
