@@ -2,8 +2,8 @@
 generate -> learners' submissions -> autograde -> feedback -> export.
 
 For every lab: a full solution scores full marks, the unmodified released lab scores 0 on
-each graded cell (and autograde does not crash). For lab 00 and the challenge, a partial
-solution scores in between. Feedback HTML never shows hidden test source, even for a failed
+each graded cell (and autograde does not crash). For labs 00, 04, 06 and the challenge, a
+partial solution scores in between. Feedback HTML never shows hidden test source, even for a failed
 hidden test. One lab also goes through release -> fetch -> submit -> collect over an exchange.
 """
 
@@ -37,7 +37,7 @@ COMMANDS = {
     "export": "nbgrader export --to grades.csv",
 }
 FULL, BLANK, PARTIAL = "ada-full", "bob-blank", "cy-partial"
-PARTIAL_LABS = ("00-welcome", "04-build-push", "07-challenge")
+PARTIAL_LABS = ("00-welcome", "04-build-push", "06-manifests", "07-challenge")
 
 
 class Course:
@@ -121,6 +121,23 @@ def _partial(aid: str, solutions: dict[str, dict[str, str]], tmp: Path) -> tuple
             "%%docker build\n"
             "docker buildx build --builder default --platform linux/amd64,linux/arm64 \\\n"
             '  -t "$REPO:v1" --push app\n'
+        )
+        return answers, None
+    if aid == "06-manifests":
+        nb = answers["06-manifests.ipynb"]
+        # config-platforms prints the index's own platform twice (what it claims, not what the
+        # configs say); mismatches prints a fixed text: passes the visible check, not the
+        # hidden one (the same commands run on another index)
+        nb["lab06-13"] = (
+            "%%docker config-platforms\n"
+            'docker buildx imagetools inspect "$REPO:crossed" --format \\\n'
+            "  '{{range .Manifest.Manifests}}{{.Platform.OS}}/{{.Platform.Architecture}} "
+            "{{.Platform.OS}}/{{.Platform.Architecture}}{{println}}{{end}}'\n"
+        )
+        nb["lab06-17"] = (
+            "%%docker mismatches\n"
+            'docker buildx imagetools inspect "$REPO:crossed" > /dev/null\n'
+            "echo linux/arm64\n"
         )
         return answers, None
     nb = answers["00-welcome.ipynb"]
@@ -216,6 +233,9 @@ def test_round_trip(course, aid, tmp_path):
         if aid == "04-build-push":
             assert partial["test-push-provenance"][0] == 0, partial
             assert partial["test-buildx-platforms"][0] == 2 and partial["test-oci"][0] == 2
+        if aid == "06-manifests":
+            assert partial["test-config-platforms"][0] == partial["test-mismatches"][0] == 0
+            assert partial["test-digest-ok"][0] == 1 and partial["test-combine"][0] == 2
         if aid == "07-challenge":
             assert partial["test-image-arch"][0] == 0, "an amd64 program in the arm64 image"
             assert partial["test-cross-compile"][0] == 0
@@ -236,6 +256,10 @@ def test_round_trip(course, aid, tmp_path):
     if aid == "04-build-push":  # the grader's rule id and hint reach the learner's feedback
         page = next((course.root / "feedback" / PARTIAL / aid).glob("*.html"))
         assert "provenance: [BS140]" in _visible_text(page), "rule id in the feedback"
+    if aid == "06-manifests":  # both hints say what to do next, the hidden one too
+        text = _visible_text(next((course.root / "feedback" / PARTIAL / aid).glob("*.html")))
+        assert "then that config's .OS/.Architecture" in text
+        assert "not with a fixed text" in text
     if aid == "00-welcome":
         page = next((course.root / "feedback" / PARTIAL / aid).glob("*.html"))
         assert "AssertionError: expected linux/" in _visible_text(page), (
