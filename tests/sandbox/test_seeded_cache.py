@@ -130,3 +130,19 @@ def test_one_learners_cache_never_reaches_another(worker, tmp_path: Path) -> Non
     assert "RN409" in {f.rule for f in results_b["idempotent"].findings}, log_b[-2000:]
     step = re.search(r"^#(\d+) \[[^\]]*\] RUN echo", log_b, re.M)
     assert step and re.search(rf"^#{step.group(1)} DONE", log_b, re.M), log_b[-3000:]
+
+
+def test_batch_says_whether_it_found_a_seeded_cache(seeded: str, tmp_path: Path) -> None:
+    from grader.grading.batch.run import Batch, BatchOptions
+
+    for assignment, use, found in ((seeded, True, True), ("t-seed-none", True, False),
+                                   (seeded, False, False)):  # fmt: skip
+        said: list[str] = []
+        opts = BatchOptions(out=tmp_path, assignment=assignment, use_seeded_cache=use,
+                            progress=said.append)  # fmt: skip
+        Batch(tmp_path, opts)._find_seeded_cache()
+        assert opts.seeded_cache == (assignment if found else None)
+        if found:
+            assert said and f"/cache/{assignment}:latest (sha256:" in said[0], said
+        elif use:
+            assert said and "every build starts cold" in said[0], said
