@@ -3,8 +3,8 @@
 No container registry is reachable on the machines the course is developed and tested on,
 so ``FROM python:3.11-slim`` would fail. The course registry doubles as dockerd's mirror for
 Docker Hub names, and this module fills it with honest local stand-ins, each for
-linux/amd64 and linux/arm64, labelled as such. Each image carries the hash of its recipe
-and is rebuilt only when the recipe changes.
+linux/amd64 and linux/arm64 (busybox and debian also for linux/arm/v7), labelled as such.
+Each image carries the hash of its recipe and is rebuilt only when the recipe changes.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from grader import proc
 from grader.docker.registry import RegistryClient, RegistryError
-from grader.engine.config import PLATFORMS, Settings
+from grader.engine.config import ARM_V7, PLATFORMS, Settings
 from grader.engine.steps import run_streamed, say, step
 
 DEBIAN_SUITE = "bookworm"
@@ -37,6 +37,11 @@ MMDEBSTRAP_ARGS = (
     "--dpkgopt=path-exclude=/usr/share/lintian/*",
 )
 LABEL_RECIPE = "org.multiplatform-course.recipe"
+#: Docker platform -> Debian architecture (mmdebstrap --arch); Docker's arm/v7 is armhf.
+DEBIAN_ARCH = {"linux/amd64": "amd64", "linux/arm64": "arm64", ARM_V7: "armhf"}
+#: busybox and debian-slim are enough for lab 05's arm/v7 section: its Go is cross-compiled
+#: in a $BUILDPLATFORM golang stage, so golang (and python, registry) stay amd64 + arm64.
+WITH_ARM_V7 = (*PLATFORMS, ARM_V7)
 DESCRIPTION = (
     "Local stand-in built from Debian {suite} packages by multiplatform-course, "
     "not the official Docker Hub image"
@@ -48,6 +53,7 @@ class Recipe:
     name: str
     tags: tuple[str, ...]
     rootfs: bool = False
+    platforms: tuple[str, ...] = PLATFORMS
 
     def files(self) -> dict[str, bytes]:
         folder = resources.files("grader.engine") / "recipes" / self.name
@@ -55,12 +61,14 @@ class Recipe:
 
     def digest(self) -> str:
         """Hash of everything that shapes the image: recipe files, and for rootfs images the
-        mmdebstrap arguments. Images that build FROM another recipe include its hash."""
+        mmdebstrap arguments; and its platforms. Images that build FROM another recipe include
+        its hash."""
         h = hashlib.sha256()
         for name, data in self.files().items():
             h.update(name.encode() + b"\0" + data + b"\0")
+        h.update(repr(self.platforms).encode())
         if self.rootfs:
-            h.update(repr((DEBIAN_SUITE, MMDEBSTRAP_ARGS, PLATFORMS)).encode())
+            h.update(repr((DEBIAN_SUITE, MMDEBSTRAP_ARGS)).encode())
         if self.name != "debian":
             h.update(RECIPES[0].digest().encode())
         return h.hexdigest()[:16]
@@ -72,8 +80,9 @@ RECIPES: tuple[Recipe, ...] = (
         "debian",
         ("debian:bookworm-slim", "debian:bookworm", "debian:12-slim", "debian:12"),
         rootfs=True,
+        platforms=WITH_ARM_V7,
     ),
-    Recipe("busybox", ("busybox:latest", "busybox:stable")),
+    Recipe("busybox", ("busybox:latest", "busybox:stable"), platforms=WITH_ARM_V7),
     Recipe("python", ("python:3.11-slim", "python:3.11-slim-bookworm", "python:3.11")),
     Recipe("golang", ("golang:1.19", "golang:1.19-bookworm")),
     # Lab 09 starts a registry of its own, as guides do with `docker run registry:2`.
@@ -87,14 +96,16 @@ def repo_for(host: str, tag: str) -> str:
     return f"{host}/{name}"
 
 
-def current_recipe(client: RegistryClient, host: str, tag: str) -> str | None:
-    """The recipe hash of ``tag`` in the registry, if it holds both platforms."""
+def current_recipe(
+    client: RegistryClient, host: str, tag: str, platforms: tuple[str, ...] = PLATFORMS
+) -> str | None:
+    """The recipe hash of ``tag`` in the registry, if it holds every one of ``platforms``."""
     try:
         index = client.fetch_manifest(repo_for(host, tag))
         if not index.is_index:
             return None
         present = {str(d.normalized_platform) for d in index.manifests if not d.is_attestation}
-        if not set(PLATFORMS) <= present:
+        if not set(platforms) <= present:
             return None
         first = next(d for d in index.manifests if not d.is_attestation)
         config = client.fetch_config(client.fetch_child(index, first))
@@ -124,13 +135,15 @@ def status(host: str, client: RegistryClient | None = None) -> dict[str, dict]:
                 pass
             out[tag] = {
                 "platforms": platforms,
-                "current": current_recipe(client, host, tag) == recipe.digest(),
+                "wanted": list(recipe.platforms),
+                "current": current_recipe(client, host, tag, recipe.platforms) == recipe.digest(),
             }
     return out
 
 
 def _rootfs(cache: Path, arch: str) -> Path:
-    """A Debian minbase rootfs tarball for ``arch``, cached by its arguments."""
+    """A Debian minbase rootfs tarball for Debian architecture ``arch``, cached by its
+    arguments."""
     key = hashlib.sha256(repr((DEBIAN_SUITE, MMDEBSTRAP_ARGS, arch)).encode()).hexdigest()[:16]
     tar = cache / f"rootfs-{arch}-{key}.tar"
     if tar.exists():
@@ -159,7 +172,14 @@ def _rootfs(cache: Path, arch: str) -> Path:
 
 
 def _host_arch() -> str:
-    return {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
+    machine = os.uname().machine
+    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "armhf"}.get(machine, machine)
+
+
+def rootfs_name(platform: str) -> str:
+    """The rootfs file the debian recipe ADDs for ``platform``: ``rootfs-armv7.tar`` for
+    linux/arm/v7 (its Dockerfile reads ``${TARGETARCH}${TARGETVARIANT}``)."""
+    return "rootfs-" + "".join(platform.split("/")[1:]) + ".tar"
 
 
 def _keep_build_line(line: str) -> bool:
@@ -169,26 +189,29 @@ def _keep_build_line(line: str) -> bool:
     )
 
 
+def _add_rootfs(cache: Path, recipe: Recipe, ctx: Path) -> None:
+    """Put each platform's rootfs tarball into the build context (a hard link if it can)."""
+    for platform in recipe.platforms:
+        src = _rootfs(cache, DEBIAN_ARCH[platform])
+        dst = ctx / rootfs_name(platform)
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy(src, dst)
+
+
 def build(settings: Settings, recipe: Recipe, client: RegistryClient) -> bool:
     """Build and push ``recipe`` unless the registry already has it; True when built."""
     host = settings.registry_host
     digest = recipe.digest()
-    if current_recipe(client, host, recipe.tags[0]) == digest:
+    if current_recipe(client, host, recipe.tags[0], recipe.platforms) == digest:
         return False
     with tempfile.TemporaryDirectory(prefix=f"course-{recipe.name}-") as tmp:
         ctx = Path(tmp)
         for name, data in recipe.files().items():
             (ctx / name).write_bytes(data)
         if recipe.rootfs:
-            cache = settings.state / "base-images"
-            for platform in PLATFORMS:
-                arch = platform.split("/")[1]
-                src = _rootfs(cache, arch)
-                dst = ctx / f"rootfs-{arch}.tar"
-                try:
-                    os.link(src, dst)
-                except OSError:
-                    shutil.copy(src, dst)
+            _add_rootfs(settings.state / "base-images", recipe, ctx)
         argv = [
             "docker",
             "buildx",
@@ -196,7 +219,7 @@ def build(settings: Settings, recipe: Recipe, client: RegistryClient) -> bool:
             "--builder",
             "default",
             "--platform",
-            ",".join(PLATFORMS),
+            ",".join(recipe.platforms),
             "--provenance=false",
             "--sbom=false",
             "--progress=plain",
@@ -210,7 +233,7 @@ def build(settings: Settings, recipe: Recipe, client: RegistryClient) -> bool:
         for tag in recipe.tags:
             argv += ["-t", repo_for(host, tag)]
         argv += ["--push", str(ctx)]
-        with step(f"build {recipe.tags[0]} for {','.join(PLATFORMS)}"):
+        with step(f"build {recipe.tags[0]} for {','.join(recipe.platforms)}"):
             run_streamed(argv, timeout=3600, keep=_keep_build_line)
     return True
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PLATFORMS = ("linux/amd64", "linux/arm64")
+#: 32-bit ARM (Debian's armhf): busybox and debian-slim only, for lab 05's TARGETVARIANT section.
+ARM_V7 = "linux/arm/v7"
 
 
 def state_dir() -> Path:

@@ -14,7 +14,7 @@ from grader import proc
 from grader.docker import engine_api
 from grader.docker.registry import registry_answers
 from grader.engine import baseimages, services
-from grader.engine.config import PLATFORMS, Settings, settings
+from grader.engine.config import ARM_V7, PLATFORMS, Settings, settings
 
 
 @dataclass
@@ -235,6 +235,20 @@ def _probe_builder(r: Report, containerd_store: bool) -> None:
         "qemu-user-static), or `docker run --privileged --rm tonistiigi/binfmt "
         "--install all`; then `docker buildx inspect --bootstrap`",
     )
+    _probe_arm_v7(r, plats)
+
+
+def _probe_arm_v7(r: Report, plats: list[str]) -> None:
+    """linux/arm/v7 (lab 05): Docker 26.1.5's builder does not list it even when qemu-arm is
+    registered and such builds run, so a registered qemu-arm with F counts too."""
+    arm = services.binfmt_entries().get("qemu-arm", {})
+    ok = ARM_V7 in plats or "F" in arm.get("flags", "") or platform.machine() != "x86_64"
+    detail = (
+        "listed by the builder"
+        if ARM_V7 in plats
+        else "qemu-arm flags " + (arm.get("flags") or "- (not registered)")
+    )
+    r.add("linux/arm/v7", ok, detail, f"{UP} (registers qemu-arm)", required=False)
 
 
 def _probe_binfmt(r: Report) -> None:
@@ -300,7 +314,7 @@ def _probe_base_images(r: Report, cfg: Settings) -> None:
     st = baseimages.status(cfg.registry_host)
     r.facts["base_images"] = st
     for tag, s in st.items():
-        ok = set(PLATFORMS) <= set(s["platforms"])
+        ok = set(s["wanted"]) <= set(s["platforms"])
         detail = ", ".join(s["platforms"]) or "absent"
         if ok and not s["current"]:
             detail += " (recipe changed: `up` rebuilds it)"

@@ -109,12 +109,23 @@ def ensure_binfmt() -> None:
     """Mount binfmt_misc and register Debian's qemu-user-static handlers (flags PF)."""
     if not binfmt_mounted():
         proc.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT_DIR)], timeout=30)
-    if "qemu-aarch64" not in binfmt_entries() or "qemu-x86_64" not in binfmt_entries():
+    if not set(foreign_emulators()) <= set(binfmt_entries()):
         if proc.which("update-binfmts") is None:
             raise StepFailed("update-binfmts is missing: apt-get install binfmt-support")
         proc.run(["update-binfmts", "--enable"], timeout=120, check=False)
-    foreign = "qemu-x86_64" if os.uname().machine == "aarch64" else "qemu-aarch64"
-    entry = binfmt_entries().get(foreign)
+    for foreign in foreign_emulators():
+        _require_fix_binary(foreign, binfmt_entries().get(foreign))
+
+
+def foreign_emulators() -> tuple[str, ...]:
+    """The emulators the course's platforms need here: arm64 (or amd64 on an arm64 host), and
+    qemu-arm for linux/arm/v7 on amd64 (arm64 hosts usually run 32-bit ARM natively)."""
+    if os.uname().machine == "aarch64":
+        return ("qemu-x86_64",)
+    return ("qemu-aarch64", "qemu-arm")
+
+
+def _require_fix_binary(foreign: str, entry: dict[str, str] | None) -> None:
     if entry is None:
         raise StepFailed(
             f"{foreign} is not registered in binfmt_misc after update-binfmts --enable; "

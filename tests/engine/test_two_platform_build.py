@@ -81,14 +81,39 @@ def test_base_images_are_honest_local_stand_ins(registry_host):
     client = RegistryClient(timeout=10)
     for recipe in baseimages.RECIPES:
         index = client.fetch_manifest(baseimages.repo_for(registry_host, recipe.tags[0]))
-        assert sorted(str(d.normalized_platform) for d in index.manifests) == [
-            "linux/amd64",
-            "linux/arm64",
-        ]
+        assert sorted(str(d.normalized_platform) for d in index.manifests) == sorted(
+            recipe.platforms
+        )
         config = client.fetch_config(client.fetch_child(index, index.manifests[0]))
         labels = config.json["config"]["Labels"]
         assert "not the official" in labels["org.opencontainers.image.description"]
         assert labels[baseimages.LABEL_RECIPE] == recipe.digest()
+
+
+@pytest.mark.parametrize("image", ["busybox:latest", "debian:bookworm-slim"])
+def test_armhf_base_images_run_as_armv7(image, registry_host):
+    """busybox and debian-slim carry a linux/arm/v7 image (Debian armhf) that runs under
+    qemu-arm: the config says arm/v7 and the CPU the program sees is armv7l."""
+    client = RegistryClient(timeout=10)
+    index = client.fetch_manifest(baseimages.repo_for(registry_host, image))
+    (entry,) = [d for d in index.manifests if str(d.normalized_platform) == "linux/arm/v7"]
+    config = client.fetch_config(client.fetch_child(index, entry)).json
+    assert (config["architecture"], config.get("variant")) == ("arm", "v7")
+    uname = proc.run(
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--pull=always",
+            "--platform",
+            "linux/arm/v7",
+            image,
+            "uname",
+            "-m",
+        ],
+        timeout=300,
+    )
+    assert uname.stdout.strip() == "armv7l"
 
 
 def test_doctor_reports_ready():

@@ -101,6 +101,7 @@ class Compile:
     verdict: str  # ok, host, fixed, needs-arg, tool (runs on the build machine only)
     why: str = ""
     output: str | None = None  # the -o path, absolute when the WORKDIR is known
+    goarm: str = ""  # go: "ok" (from the target's variant), "missing", or the fixed value
 
 
 @dataclass
@@ -128,9 +129,26 @@ def check(a: StaticAnalysis) -> list[Finding]:
         detail = f"build.sh builds --target {a.target}, which is not a stage"
         return [*out, r.DOCKERFILE_SYNTAX.finding(rel, None, detail=detail)]
     shared: dict = {}  # the views share the analysis of the stages' RUNs
-    for view in platform_views(df, build_platforms(a), a.target):
-        out += _Checker(view, a.target, rel, shared).findings()
+    platforms = build_platforms(a)
+    variants = arm_variants(platforms)
+    for view in platform_views(df, platforms, a.target):
+        checker = _Checker(view, a.target, rel, shared)
+        out += checker.findings()
+        if variants:
+            out += checker.lost_variants(variants)
     return _dedupe(out)
+
+
+def arm_variants(platforms: list[str]) -> dict[str, str]:
+    """The 32-bit ARM platforms asked for, with their GOARM: ``linux/arm/v7`` -> ``7``
+    (``linux/arm`` alone normalises to v7)."""
+    out = {}
+    for p in platforms:
+        parts = p.split("/")
+        if len(parts) >= 2 and parts[1] == "arm":
+            variant = parts[2] if len(parts) > 2 else "v7"
+            out[p] = variant.lstrip("v")
+    return out
 
 
 def _unreadable(a: StaticAnalysis) -> list[Finding] | None:
@@ -291,6 +309,15 @@ class _Checker:
         return keys.setdefault((index, base_key), len(keys))
 
     def _cross_compiles(self, s: dfm.Stage, compiles: list[Compile]) -> list[Finding]:
+        out = []
+        for c in self._shipped(s, compiles):
+            f = self._verdict(s, c)
+            if f is not None:
+                out.append(f)
+        return out
+
+    def _shipped(self, s: dfm.Stage, compiles: list[Compile]) -> list[Compile]:
+        """The compiles whose output ends up in the image (not the build machine's tools)."""
         shipped = _shipped_paths(self.df, s, self.target, self.reachable)
         out = []
         for c in compiles:
@@ -298,9 +325,25 @@ class _Checker:
                 continue  # a build tool for this stage (gcc -o /tmp/gen)
             if c.verdict == "tool" and not self._ships_to_target(s, c.output):
                 continue  # go/cargo install of a tool that runs on the build machine
-            f = self._verdict(s, c)
-            if f is not None:
-                out.append(f)
+            out.append(c)
+        return out
+
+    def lost_variants(self, variants: dict[str, str]) -> list[Finding]:
+        """DF222: a cross-compiled Go build for 32-bit ARM whose GOARM does not follow the
+        variant asked for (``variants``: platform -> GOARM)."""
+        out = []
+        for s in self.reachable:
+            if self.kinds[s.index] == "target":
+                continue  # compiled on the target itself (under QEMU): Go detects the CPU
+            for c in self._shipped(s, self.compiles(s)[0]):
+                wrong = _wrong_variants(c, variants)
+                if wrong:
+                    out.append(
+                        r.LOST_ARM_VARIANT.finding(
+                            self.rel, c.line, command=c.command, stage=s.label,
+                            platforms=", ".join(wrong), goarm=_goarm_said(c.goarm),
+                        )
+                    )  # fmt: skip
         return out
 
     def _verdict(self, s: dfm.Stage, c: Compile) -> Finding | None:
@@ -752,7 +795,9 @@ class _RunWalker:
             return c
         value, taint = env["GOARCH"]
         verdict, _ = self._judge(value, taint, control)
-        return compile_("go", verdict, f"GOARCH={value}")
+        c = compile_("go", verdict, f"GOARCH={value}")
+        c.goarm = _goarm(env, control)
+        return c
 
     def _cc_variable(self, w0, env, control, compile_) -> Compile | None:
         """A C compiler named through a variable: ``$CC``, ``${TRIPLE}-gcc``."""
@@ -810,6 +855,34 @@ class _RunWalker:
                 else _install_dir(env, "CARGO_INSTALL_ROOT", "CARGO_HOME", "/usr/local/cargo")
             )
         return c
+
+
+def _wrong_variants(c: Compile, variants: dict[str, str]) -> list[str]:
+    """The arm platforms a cross-compiled go build gets the wrong GOARM for."""
+    if c.kind != "go" or c.verdict != "ok" or c.goarm in ("", "ok"):
+        return []
+    return [p for p, goarm in variants.items() if c.goarm != goarm]
+
+
+def _goarm_said(goarm: str) -> str:
+    return "no GOARM" if goarm == "missing" else f"GOARM={goarm} for every one"
+
+
+#: The ARGs that carry the variant (v6, v7): TARGETARCH alone says only "arm".
+_VARIANT_ARGS = frozenset({"TARGETVARIANT", "TARGETPLATFORM"})
+
+
+def _goarm(env: dict[str, tuple[str, frozenset]], control: frozenset) -> str:
+    """How a go build sets GOARM: "ok" when derived from the target's variant (or by an xx
+    tool), "missing", or the fixed value it has (``7``)."""
+    if "GOARM" not in env:
+        return "missing"
+    value, taint = env["GOARM"]
+    if (taint | control) & _VARIANT_ARGS or XX in taint:
+        return "ok"
+    if taint & TARGET:
+        return "missing"  # from TARGETARCH: "arm" for every variant
+    return "ok" if "$" in value else value.strip() or "missing"
 
 
 def _install_dir(env, bin_var: str, home_var: str, default_home: str) -> str:
