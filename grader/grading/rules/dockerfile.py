@@ -225,3 +225,31 @@ UNDECLARED_PLATFORM_ARG_UNUSED = register(Rule(
         "ENV, so the image's binaries are not wrong for it. `${TARGETOS:-linux}` (a default) "
         "is never empty and is no finding.",
 ))  # fmt: skip
+
+LOST_ARM_VARIANT = register(Rule(
+    id="DF222", name="lost-arm-variant", criterion="cross-compile", severity="error",
+    message="`{command}` in {stage} cross-compiles for {platforms} with {goarm}: Go does not "
+            "read $TARGETVARIANT, so the variant is lost (Go 1.19 cross-compiling on amd64 "
+            "defaults to GOARM=5: software floating point, about 100x slower float "
+            "arithmetic under qemu-arm in Lab 05)",
+    hint="Set GOARM from the variant: declare `ARG TARGETVARIANT` and build with "
+         "`GOARM=${TARGETVARIANT#v} go build ...` (empty, and ignored, for amd64 and arm64).",
+    anti_pattern="FROM --platform=$BUILDPLATFORM golang:1.19 AS build\nARG TARGETPLATFORM\n"
+                 "RUN GOOS=$(echo $TARGETPLATFORM | cut -d/ -f1) \\\n"
+                 "    GOARCH=$(echo $TARGETPLATFORM | cut -d/ -f2) \\\n"
+                 "    go build -o /app .   # linux/arm/v7 -> GOARCH=arm, v7 dropped",
+    best_practice="FROM --platform=$BUILDPLATFORM golang:1.19 AS build\n"
+                  "ARG TARGETOS TARGETARCH TARGETVARIANT\n"
+                  "RUN CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH "
+                  "GOARM=${TARGETVARIANT#v} \\\n    go build -o /app .",
+    doc="For `linux/arm/v7` BuildKit sets TARGETARCH=arm and TARGETVARIANT=v7. Splitting "
+        "TARGETPLATFORM with `cut -d/ -f2` (a common guide's pattern) or using TARGETARCH "
+        "gives `GOARCH=arm` and drops the variant; `${TARGETPLATFORM#*/}` keeps it inside "
+        "GOARCH (`arm/v7`), which Go refuses (`unsupported GOOS/GOARCH pair linux/arm/v7`). "
+        "Without GOARM the go toolchain uses its own default: checked on the course engine "
+        "with golang:1.19 (Debian's Go 1.19.8) on amd64, `go version -m` shows `GOARM=5`. "
+        "Such a binary runs on an ARMv7 CPU but emulates floating point in software; a fixed "
+        "GOARM is wrong for the other variants a build lists (GOARM=7 code does not run on "
+        "an ARMv6 CPU). Only checked when the build asks for a 32-bit ARM platform; "
+        "tonistiigi/xx's `xx-go` sets GOARM itself.",
+))  # fmt: skip
