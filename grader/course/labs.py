@@ -41,7 +41,7 @@ LABS: dict[str, LabInfo] = {
         ("static grading of your build.sh (read, not run)",),
     ),
     "05-cross-compile": LabInfo(
-        "Cross-compiling stages", ("engine", "qemu", "registry"), 40,
+        "Cross-compiling stages", ("engine", "qemu", "registry"), 50,
         ("static checks of your Dockerfile: platform ARGs, FROM --platform",),
     ),
     "06-manifests": LabInfo(
