@@ -14,8 +14,8 @@ tonistiigi/xx tools), else it is the host compiler (DF211) or a fixed architectu
 Tools for the build machine (``go install``, ``cargo install`` on $BUILDPLATFORM) are no
 finding. ARG scoping (DF212, DF217, DF221), ARG defaults that fix one architecture (DF219) and
 platform pins on the final image (DF213, DF214) are checked on the way; when the build asks
-for 32-bit ARM, a cross-compiled Go build's GOARM must follow the variant (DF222). Heuristic by nature:
-it reads shell, it does not run it.
+for 32-bit ARM, a cross-compiled Go build's GOARM must follow the variant (DF222). Heuristic
+by nature: it reads shell, it does not run it.
 """
 
 from __future__ import annotations

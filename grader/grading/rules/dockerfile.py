@@ -229,8 +229,8 @@ UNDECLARED_PLATFORM_ARG_UNUSED = register(Rule(
 LOST_ARM_VARIANT = register(Rule(
     id="DF222", name="lost-arm-variant", criterion="cross-compile", severity="error",
     message="`{command}` in {stage} cross-compiles for {platforms} with {goarm}: Go does not "
-            "read $TARGETVARIANT, so the variant is lost (Go 1.19 cross-compiling on amd64 "
-            "defaults to GOARM=5: software floating point, about 100x slower float "
+            "read $TARGETVARIANT, so the variant is lost (Go 1.19.8 cross-compiling on amd64 "
+            "defaults to GOARM=5: software floating point, over 100 times slower at float "
             "arithmetic under qemu-arm in Lab 05)",
     hint="Set GOARM from the variant: declare `ARG TARGETVARIANT` and build with "
          "`GOARM=${TARGETVARIANT#v} go build ...` (empty, and ignored, for amd64 and arm64).",
