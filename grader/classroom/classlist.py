@@ -23,8 +23,10 @@ LOGIN = re.compile(r"(?=.{1,30}\Z)[a-z][a-z0-9]*(?:[_-][a-z0-9]+)*")
 RESERVED = frozenset(
     {"root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp",
      "proxy", "www-data", "backup", "list", "irc", "nobody", "admin", "jupyterhub",
-     "library", "cache", "instructor-cache", "docker", "registry"}
+     "library", "cache", "instructor-cache", "docker", "registry", "autograde", "anonymous"}
 )  # fmt: skip
+#: The repositories the labs push to (lab04/run-1): a learner by that name would claim them.
+LAB_NAMES = re.compile(r"lab[0-9]+")
 
 
 class ClassListError(ValueError):
@@ -47,7 +49,7 @@ def _login(text: str, where: str) -> str:
             f"{where}: {text!r} is not a login this course accepts (at most 30 of a-z 0-9, "
             "starting with a letter; _ or - only between letters or digits)"
         )
-    if text in RESERVED:
+    if text in RESERVED or LAB_NAMES.fullmatch(text):
         raise ClassListError(f"{where}: {text!r} is a system or course account's name")
     return text
 

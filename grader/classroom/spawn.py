@@ -70,7 +70,10 @@ def start_engine(classlist: ClassList, login: str) -> dict[str, str]:
     group = grp.getgrgid(engine.client_group).gr_name
     if login not in grp.getgrnam(group).gr_mem:
         proc.run(["usermod", "--append", "--groups", group, login], timeout=30)
-    secret = scope.add_caller(login, namespace=login, admin=login == classlist.instructor)
+    # A learner's names are read inside ada/ (rooted): the labs push to lab04/run-1 and the
+    # like, which every learner shares; another learner's ada/ stays refused.
+    teacher = login == classlist.instructor
+    secret = scope.add_caller(login, namespace=login, admin=teacher, rooted=not teacher)
     _write_docker_config(user, scope.docker_config(engine.registry, login, secret))
     return {"DOCKER_HOST": engine.host, "COURSE_REGISTRY": engine.registry}
 

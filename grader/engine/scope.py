@@ -71,7 +71,7 @@ DEFAULT_READ_ONLY = ("library", "cache")
 REALM = "course registry"
 #: What the proxy's policy understands; a running proxy of another version is restarted by
 #: :func:`start` (one that predates rooted callers would refuse their every request).
-POLICY_VERSION = "2-rooted"
+POLICY_VERSION = "3-claimed"
 BODY_BUFFER = 512 * 1024  # per direction of a connection, while a body streams
 
 # distribution's reference grammar (reference/regexp.go), lower case only.
@@ -254,16 +254,19 @@ def _under(name: str, namespace: str) -> bool:
     return name == namespace or name.startswith(namespace + "/")
 
 
-def own_name(caller: Caller, name: str, read_only: tuple[str, ...]) -> str:
+def own_name(
+    caller: Caller, name: str, read_only: tuple[str, ...], claimed: frozenset[str] = frozenset()
+) -> str:
     """The repository ``name`` means to ``caller``. A rooted caller (a learner's notebook
-    kernel under ``grader autograde``: the labs push to names every learner shares, like
-    ``lab04/run-1``) has its own copy of every name: ``lab04/run-1`` is
-    ``<namespace>/lab04/run-1``. Names in a read-only namespace, and names under its
-    namespace's first component (its own, the registry's upload URLs, another learner's,
-    which is refused) mean what they say."""
+    kernel under ``grader autograde``, a hub learner: the labs push to names every learner
+    shares, like ``lab04/run-1``) has its own copy of every name: ``lab04/run-1`` is
+    ``<namespace>/lab04/run-1``. Names in a read-only namespace, names under its namespace's
+    first component (its own, the registry's upload URLs) and names under a first component
+    another caller's namespace ``claimed`` (another learner's: refused) mean what they say."""
     if not caller.rooted or any(_under(name, ns) for ns in read_only):
         return name
-    if _under(name, caller.namespace.split("/")[0]):
+    first = name.split("/")[0]
+    if first == caller.namespace.split("/")[0] or first in claimed:
         return name
     return f"{caller.namespace}/{name}"
 
@@ -429,6 +432,11 @@ class Scope:
     @property
     def read_only(self) -> tuple[str, ...]:
         return tuple(self._fresh()["read_only"])
+
+    @property
+    def claimed(self) -> frozenset[str]:
+        """The first components of every caller's namespace (``ada`` for ``ada/``)."""
+        return frozenset(e["namespace"].split("/")[0] for e in self._fresh()["callers"].values())
 
     def authenticate(self, header: str | None) -> Caller | None:
         if not header or header[:6].lower() != "basic ":
@@ -770,9 +778,11 @@ class Proxy:
         the repository and a mount's source."""
         if not caller.rooted or not route.name:
             return route
-        ro = self.scope.read_only
-        query = tuple((k, own_name(caller, v, ro) if k == "from" else v) for k, v in route.query)
-        route = replace(route, name=own_name(caller, route.name, ro), query=query)
+        ro, claimed = self.scope.read_only, self.scope.claimed
+        query = tuple(
+            (k, own_name(caller, v, ro, claimed) if k == "from" else v) for k, v in route.query
+        )
+        route = replace(route, name=own_name(caller, route.name, ro, claimed), query=query)
         for name in (route.name, route.param("from")):
             if name is not None:
                 check_name(name)

@@ -264,9 +264,17 @@ def walls(passwords: dict[str, str]) -> None:
                    f"--provenance=false -t \"$COURSE_REGISTRY/{ADA}/hello:latest\" --push .",
                    check=False)  # fmt: skip
     assert not push.ok and "403" in push.stderr
+    port = hub.settings().registry_port
+    for who in (ADA, ALAN):  # a name the labs share (lab04/run-1): each learner's own copy
+        lab = as_user(who, "docker buildx build --platform linux/amd64 --provenance=false "
+                      f'--label who={who} -t "$COURSE_REGISTRY/lab04/run-hub:1" --push - '
+                      "<<'EOF'\nFROM busybox:latest\nEOF", check=False)  # fmt: skip
+        assert lab.ok, lab.stderr[-2000:]
+    for who in (ADA, ALAN):
+        url = f"http://127.0.0.1:{port}/v2/{who}/lab04/run-hub/tags/list"
+        assert '"1"' in proc.run(["curl", "-sS", "-m", "5", url], timeout=30).stdout, who
     sock = as_user(ALAN, "DOCKER_HOST=unix:///var/run/docker.sock docker ps", check=False)
     assert not sock.ok and "permission denied" in sock.stderr.lower()
-    port = hub.settings().registry_port
     direct = as_user(ALAN, f"curl -sS -m 5 http://127.0.0.1:{port}/v2/", check=False)
     assert not direct.ok, "the registry's own port answers a learner"
     exchange = as_user(ALAN, f"ls {hub.HubPaths().exchange}/*/inbound", check=False)

@@ -23,6 +23,8 @@ def test_a_class_list_reads_the_instructor_and_learners_in_order() -> None:
         ("instructor: grace\ngrace\n", "listed twice"),
         ("instructor: grace\nroot\n", "system or course account"),
         ("instructor: grace\nlibrary\n", "system or course account"),
+        ("instructor: grace\nlab04\n", "system or course account"),  # the labs' repositories
+        ("instructor: grace\nautograde\n", "system or course account"),
         ("instructor: grace\nAda\n", "not a login"),
         ("instructor: grace\n../etc\n", "not a login"),
         ("instructor: grace\nada;rm -rf /\n", "not a login"),

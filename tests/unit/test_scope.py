@@ -101,6 +101,36 @@ def test_a_rooted_caller_has_its_own_copy_of_every_name(name, means):
     assert allowed(KERNEL, "push", means, RO) == means.startswith("autograde/ada-1/")
 
 
+HUB_ADA = Caller("ada", "ada", rooted=True)
+
+
+@pytest.mark.parametrize(
+    ("name", "means"),
+    [
+        ("lab04/run-1", "ada/lab04/run-1"),  # the labs' shared names: her own copy
+        ("ada/hello", "ada/hello"),  # her namespace, as the challenge on the hub names it
+        ("alan/hello", "alan/hello"),  # another learner's: as written, so refused below
+        ("library/busybox", "library/busybox"),
+    ],
+)
+def test_a_hub_learner_has_her_own_copy_but_never_anothers(name, means):
+    claimed = frozenset({"ada", "alan", "grace"})
+    assert scope.own_name(HUB_ADA, name, RO, claimed) == means
+    assert allowed(HUB_ADA, "push", means, RO) == means.startswith("ada/")
+
+
+def test_the_proxy_reads_claimed_namespaces_from_its_callers(tmp_path):
+    cfg = type("Cfg", (), {"state": tmp_path})()
+    for login in ("ada", "alan"):
+        scope.add_caller(login, namespace=login, rooted=True, cfg=cfg)
+    proxy = scope.Proxy(scope.Scope(tmp_path / "scope" / "scope.json"),
+                        scope.DeniedLog(tmp_path / "d"), ("127.0.0.1", 5000))  # fmt: skip
+    route, _ = parse_target("PUT", "/v2/alan/app/manifests/1")
+    assert proxy._own(HUB_ADA, route).name == "alan/app"  # alan's: refused, never her copy
+    route, _ = parse_target("PUT", "/v2/lab04/run-1/manifests/1")
+    assert proxy._own(HUB_ADA, route).name == "ada/lab04/run-1"
+
+
 def test_a_rooted_callers_route_and_mount_source_are_its_own(tmp_path):
     proxy = scope.Proxy(scope.Scope(tmp_path / "scope.json"), scope.DeniedLog(tmp_path / "d"),
                         ("127.0.0.1", 5000))  # fmt: skip
