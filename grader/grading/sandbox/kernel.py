@@ -94,7 +94,7 @@ def install_kernelspec(share: Path, config: Path) -> Path:
     in a session of its own."""
     spec = share / "kernels" / KERNEL_NAME
     spec.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", __name__, "--config", str(config), "-f", "{connection_file}"]
+    argv = [*launcher_argv(), "--config", str(config), "-f", "{connection_file}"]
     (spec / "kernel.json").write_text(
         json.dumps(
             {
@@ -103,9 +103,6 @@ def install_kernelspec(share: Path, config: Path) -> Path:
                 "language": "python",
                 "interrupt_mode": "message",
                 "metadata": {"debugger": False},
-                # the launcher imports the grader package this process runs (a checkout or a
-                # worktree), not whatever the venv's editable install points at
-                "env": {"PYTHONPATH": _grader_root()},
             },
             indent=2,
         )
@@ -189,6 +186,19 @@ def _python_roots() -> list[str]:
         if not any(real == r or real.startswith(r + "/") for r in roots):
             roots.append(real)
     return roots
+
+
+def launcher_argv() -> list[str]:
+    """How nbclient starts the launcher: as root, in the notebook's folder, which holds the
+    learner's files. ``-I`` keeps that folder (and every PYTHON* variable) off ``sys.path``,
+    so a submitted ``json.py`` or ``grader/`` is never imported as root (``-m`` would put the
+    folder first); the grader package this process runs (a checkout or a worktree) is put
+    first explicitly."""
+    code = (
+        f"import sys; sys.path.insert(0, {_grader_root()!r}); "
+        "from grader.grading.sandbox.kernel import main; main(sys.argv[1:])"
+    )
+    return [sys.executable, "-I", "-c", code]
 
 
 def _grader_root() -> str:
