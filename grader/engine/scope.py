@@ -86,6 +86,11 @@ DIGEST_RE = re.compile(_DIGEST)
 # Route words may not be name components: a path then has exactly one reading, ours and
 # the registry's (gorilla mux tries its routes in order; we never have to guess which).
 ROUTE_WORDS = {"blobs", "manifests", "tags", "uploads"}
+#: First components of the names the course itself uses: the labs' shared repositories
+#: (``lab04/run-1``, ``07-challenge/hello``), the read-only namespaces, the rooted kernels'
+#: home. A learner's namespace must never be one: rooted callers read a name under another
+#: caller's namespace as written (:func:`own_name`), so it would take the labs' names away.
+COURSE_NAMES = re.compile(r"lab[0-9]+|[0-9]{2}-[a-z]+|autograde|anonymous|library|cache")
 _ROUTES = [
     ("tags", re.compile(rf"/v2/(?P<name>{_NAME})/tags/list")),
     ("manifest", re.compile(rf"/v2/(?P<name>{_NAME})/manifests/(?P<ref>{_TAG}|{_DIGEST})")),
@@ -375,6 +380,8 @@ def add_caller(
         for other in data["read_only"]:
             if _under(ns, other) or _under(other, ns):
                 raise ValueError(f"namespace {ns!r} overlaps the read-only namespace {other!r}")
+        if not (admin or rooted) and COURSE_NAMES.fullmatch(ns.split("/")[0]):
+            raise ValueError(f"namespace {ns!r}: {ns.split('/')[0]!r} is a name the course uses")
         for who, entry in data["callers"].items():
             theirs = entry["namespace"]
             if shared and ns == theirs:
@@ -435,8 +442,10 @@ class Scope:
 
     @property
     def claimed(self) -> frozenset[str]:
-        """The first components of every caller's namespace (``ada`` for ``ada/``)."""
-        return frozenset(e["namespace"].split("/")[0] for e in self._fresh()["callers"].values())
+        """The first components of every learner's namespace (``ada`` for ``ada/``); an
+        admin's (the instructor, a learner's check of their own work) claims nothing."""
+        entries = self._fresh()["callers"].values()
+        return frozenset(e["namespace"].split("/")[0] for e in entries if not e.get("admin"))
 
     def authenticate(self, header: str | None) -> Caller | None:
         if not header or header[:6].lower() != "basic ":

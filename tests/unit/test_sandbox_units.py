@@ -132,10 +132,26 @@ def test_insecure_run_flag(dockerfile: str, hit) -> None:
 
 @pytest.mark.parametrize(
     ("student", "ns"),
-    [("Alice", "alice"), ("bob smith", "bob-smith"), ("..", "submission"), ("a__b", "a-b")],
-)
+    [("Alice", "alice"), ("bob smith", "bob-smith"), ("..", "submission"), ("a__b", "a-b"),
+     ("a" * 59 + ".b", "a" * 59)],  # cut at 60: never ends in a separator
+)  # fmt: skip
 def test_namespace_for(student: str, ns: str) -> None:
     assert namespace_for(student) == ns
+
+
+@pytest.mark.parametrize(
+    ("student", "ns"),
+    [("lab04", "lab04-learner"), ("Library", "library-learner"), ("autograde", "autograde-learner"),
+     ("07-challenge", "07-challenge-learner"), ("cache", "cache-learner"), ("ada", "ada"),
+     ("lab04x", "lab04x")],
+)  # fmt: skip
+def test_a_batch_student_never_gets_a_name_the_course_uses(student: str, ns: str) -> None:
+    """A student folder named like the labs' repositories or a read-only namespace would
+    claim them for every rooted caller (found in review: `autograde` read every kernel's)."""
+    from grader.grading.batch.results import assign_ids
+
+    assigned, _ = assign_ids([student])
+    assert assigned[student].namespace == ns
 
 
 # --- the policy beyond single rules ------------------------------------------------------

@@ -131,6 +131,27 @@ def test_the_proxy_reads_claimed_namespaces_from_its_callers(tmp_path):
     assert proxy._own(HUB_ADA, route).name == "ada/lab04/run-1"
 
 
+@pytest.mark.parametrize("ns", ["autograde", "lab04", "07-challenge", "library/x", "cache"])
+def test_a_learner_namespace_is_never_a_name_the_course_uses(tmp_path, ns):
+    cfg = type("Cfg", (), {"state": tmp_path})()
+    with pytest.raises(ValueError, match=r"course uses|read-only"):
+        scope.add_caller("grading-x-1", namespace=ns, shared=True, cfg=cfg)
+    scope.add_caller("kern", namespace="autograde/ada-1", rooted=True, cfg=cfg)  # its home
+    scope.add_caller("check", namespace="lab04-check/x", admin=True, cfg=cfg)
+    # a learner's scratch check of the challenge (confined, not admin) is no course name
+    scope.add_caller("scratch", namespace="07-challenge-check", cfg=cfg)
+
+
+def test_an_admin_claims_no_namespace(tmp_path):
+    """The instructor's or a plain check's credential (admin) does not take the labs' names
+    away from rooted callers: only learners' namespaces are read as written."""
+    cfg = type("Cfg", (), {"state": tmp_path})()
+    scope.add_caller("check-1", namespace="lab04-check", admin=True, cfg=cfg)
+    scope.add_caller("ada", namespace="ada", rooted=True, cfg=cfg)
+    claimed = scope.Scope(tmp_path / "scope" / "scope.json").claimed
+    assert claimed == {"ada"}
+
+
 def test_a_rooted_callers_route_and_mount_source_are_its_own(tmp_path):
     proxy = scope.Proxy(scope.Scope(tmp_path / "scope.json"), scope.DeniedLog(tmp_path / "d"),
                         ("127.0.0.1", 5000))  # fmt: skip

@@ -120,3 +120,11 @@ def test_progress_names_each_step_once_it_ends() -> None:
         "[linux/amd64 stage-1 2/2] COPY --from=build /src/hello /usr/local/bin/hello: CACHED",
         "exporting cache to registry: DONE 2.1s",
     ]
+
+
+def test_the_seed_never_reuses_the_engines_local_cache(tmp_path):
+    """Steps a learner's build left in the course engine's cache must not become the seed."""
+    from grader.grading.batch.seeded_cache import _build_argv
+
+    argv = _build_argv(tmp_path, "127.0.0.1:5000/cache/07-challenge", ["linux/amd64"], "default")
+    assert "--no-cache" in argv and "--pull" in argv

@@ -189,38 +189,49 @@ def _grade_all(assignment, course, names, run_dir, limits, timeout, student_time
     for i, student in enumerate(names, 1):
         if eng is not None and i > 1:
             eng.reset()  # the next student finds nothing of this one's in the engine
-        say(f"[{i}/{len(names)}] {student}: autograding {assignment} behind the wall")
+        tag = f"[{i}/{len(names)}] {student}"
+        say(f"{tag}: autograding {assignment} behind the wall")
         started = time.monotonic()
-        with student_credential(student, run_dir / "registry-auth.json") as refusals:
-            stream = proc.stream(
-                _nbgrader_argv(assignment, student, timeout),
-                timeout=student_timeout, env=env, cwd=course,
-            )  # fmt: skip
-            tail: list[str] = []
-            for _, line in stream:
-                tail = [*tail[-40:], line]
-        refused = tuple(refusals)
-        if refused:
-            say(f"[{i}/{len(names)}] {student}: the registry refused {len(refused)} request(s): "
-                + "; ".join(refused[:3]))  # fmt: skip
-        _chown(course / "autograded", course_owner(course))
-        _give_back(course / "autograded" / student, course_owner(course))
-        shutil.rmtree(run_dir / "kernels", ignore_errors=True)
-        seconds = time.monotonic() - started
-        if stream.error is None:
-            runs.append(StudentRun(student, True, seconds, refused=refused))
-            say(f"[{i}/{len(names)}] {student}: done in {seconds:.0f} s")
-        else:
-            detail = "\n".join(tail[-15:])
-            runs.append(StudentRun(student, False, seconds, detail, refused))
-            say(f"[{i}/{len(names)}] {student}: FAILED ({stream.error.reason})\n{detail}")
+        try:
+            run = _grade_one(assignment, course, student, run_dir, env, timeout,
+                             student_timeout, tag, say)  # fmt: skip
+        except rootless.EngineError as e:  # this student only: the others are still graded
+            run = StudentRun(student, False, time.monotonic() - started, str(e))
+            say(f"{tag}: FAILED ({e})")
+        runs.append(run)
     return runs
+
+
+def _grade_one(assignment, course, student, run_dir, env, timeout, student_timeout, tag, say):
+    """One student's ``nbgrader autograde`` with their own registry credential."""
+    started = time.monotonic()
+    with student_credential(student, run_dir / "registry-auth.json") as refusals:
+        stream = proc.stream(
+            _nbgrader_argv(assignment, student, timeout),
+            timeout=student_timeout, env=env, cwd=course,
+        )  # fmt: skip
+        tail: list[str] = []
+        for _, line in stream:
+            tail = [*tail[-40:], line]
+    refused = tuple(refusals)
+    if refused:
+        say(f"{tag}: the registry refused {len(refused)} request(s): " + "; ".join(refused[:3]))
+    _chown(course / "autograded", course_owner(course))
+    _give_back(course / "autograded" / student, course_owner(course))
+    shutil.rmtree(run_dir / "kernels", ignore_errors=True)
+    seconds = time.monotonic() - started
+    if stream.error is None:
+        say(f"{tag}: done in {seconds:.0f} s")
+        return StudentRun(student, True, seconds, refused=refused)
+    detail = "\n".join(tail[-15:])
+    say(f"{tag}: FAILED ({stream.error.reason})\n{detail}")
+    return StudentRun(student, False, seconds, detail, refused)
 
 
 def student_namespace(student: str) -> str:
     """``autograde/<id>-<hash>``: one per student id (``Ada`` and ``ada`` differ)."""
     digest = hashlib.sha256(student.encode()).hexdigest()[:8]
-    return f"autograde/{namespace_for(student)[:40]}-{digest}"
+    return f"autograde/{namespace_for(student)[:40].rstrip('._-') or 'student'}-{digest}"
 
 
 @contextlib.contextmanager

@@ -101,11 +101,11 @@ def assign_ids(students: Iterable[str]) -> tuple[dict[str, Assigned], list[Colli
     """One report file and one registry namespace per student, never shared: ids that
     would share one (``a b``/``a_b``, ``Alice``/``alice``) are told apart and reported.
     File names are compared case-folded (results copied to a case-insensitive disk)."""
-    from grader.grading.checks.run import namespace_for
+    from grader.grading.checks.run import learner_namespace
 
     ids = sorted(set(students))
     keys, c1 = _one_to_one(ids, safe_name, str.casefold, "report file")
-    spaces, c2 = _one_to_one(ids, namespace_for, str, "registry namespace")
+    spaces, c2 = _one_to_one(ids, learner_namespace, str, "registry namespace")
     return {s: Assigned(keys[s], spaces[s]) for s in ids}, c1 + c2
 
 

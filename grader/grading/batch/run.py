@@ -228,7 +228,7 @@ def grade(
     from grader.grading.checks import run as engine
 
     extra: dict = {"pushed": [], "image": None, "infrastructure": None}
-    own = sub.namespace or engine.namespace_for(sub.student)
+    own = sub.namespace or engine.learner_namespace(sub.student)
     namespace = "/".join(p for p in (opts.namespace_prefix.strip("/"), own) if p)
     eopts = engine.EngineOptions(
         namespace=namespace,

@@ -141,8 +141,10 @@ def builder_problem(builder: str) -> str | None:
 
 
 def _build_argv(reference: Path, ref: str, platforms: Sequence[str], builder: str) -> list[str]:
+    """``--no-cache --pull``: the seed is the reference built from the base images alone,
+    never steps the engine's local cache holds (learners' code may have run there)."""
     return [
-        "docker", "buildx", "build", f"--builder={builder}",
+        "docker", "buildx", "build", f"--builder={builder}", "--no-cache", "--pull",
         f"--platform={','.join(platforms)}", "--provenance=false", "--progress=plain",
         f"--cache-to=type=registry,ref={ref},mode=max", "--output=type=cacheonly",
         f"--file={reference / 'Dockerfile'}", str(reference),

@@ -28,7 +28,7 @@ from pathlib import Path
 from grader import proc
 from grader.docker import engine_api
 from grader.docker.registry import registry_answers
-from grader.engine import rootless, services
+from grader.engine import rootless, scope, services
 from grader.engine.config import registry_host
 from grader.grading.batch import seeded_cache
 from grader.grading.criteria import BY_ID
@@ -99,7 +99,14 @@ def namespace_for(name: str) -> str:
     """A registry path component from a student id: lowercase, [a-z0-9] with . _ - inside."""
     s = re.sub(r"[^a-z0-9._-]+", "-", name.lower())
     s = re.sub(r"[._-]{2,}", "-", s).strip("._-")
-    return s[:60] or "submission"
+    return s[:60].rstrip("._-") or "submission"
+
+
+def learner_namespace(student: str) -> str:
+    """A batch student's namespace: never a name the course itself uses (a student folder
+    ``lab04`` or ``library`` gets ``lab04-learner``: :data:`scope.COURSE_NAMES`)."""
+    s = namespace_for(student)
+    return f"{s[:52]}-learner" if scope.COURSE_NAMES.fullmatch(s) else s
 
 
 def _own_namespace(folder: str, scratch: bool) -> str:

@@ -59,7 +59,7 @@ def credential(
         secret = scope.add_caller(
             name, namespace=namespace, shared=True, rooted=rooted, admin=admin
         )
-    except (ValueError, OSError) as e:  # e.g. a namespace under library/: no credential
+    except (ValueError, OSError, scope.Refused) as e:  # e.g. under library/: no credential
         raise rootless.EngineError(f"no registry credential for {namespace!r}: {e}") from e
     try:
         yield name, scope.docker_config(registry, name, secret), time.time()
