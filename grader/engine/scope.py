@@ -71,7 +71,7 @@ DEFAULT_READ_ONLY = ("library", "cache")
 REALM = "course registry"
 #: What the proxy's policy understands; a running proxy of another version is restarted by
 #: :func:`start` (one that predates rooted callers would refuse their every request).
-POLICY_VERSION = "3-claimed"
+POLICY_VERSION = "4-course-names"
 BODY_BUFFER = 512 * 1024  # per direction of a connection, while a body streams
 
 # distribution's reference grammar (reference/regexp.go), lower case only.
