@@ -128,3 +128,28 @@ def test_the_seed_never_reuses_the_engines_local_cache(tmp_path):
 
     argv = _build_argv(tmp_path, "127.0.0.1:5000/cache/07-challenge", ["linux/amd64"], "default")
     assert "--no-cache" in argv and "--pull" in argv
+
+
+@pytest.mark.parametrize(
+    ("driver", "store", "problem"),
+    [
+        ("docker", '[["Backing Filesystem","extfs"]]', "containerd image store"),
+        ("docker", '[["driver-type","io.containerd.snapshotter.v1"]]', None),
+        ("docker-container", '[["Backing Filesystem","extfs"]]', None),
+    ],
+)
+def test_the_builder_must_export_a_cache(monkeypatch, driver, store, problem) -> None:
+    """What `buildx inspect` and `docker info` say decides (captured text, no engine)."""
+    from grader import proc
+
+    answers = {
+        "buildx": f"Name:          default\nDriver:        {driver}\n",
+        "info": store,
+    }
+
+    def fake_run(argv, **_):
+        return proc.Completed(tuple(argv), 0, answers[argv[1]], "", 0.1)
+
+    monkeypatch.setattr(seeded_cache.proc, "run", fake_run)
+    why = seeded_cache.builder_problem("default")
+    assert (why is None) if problem is None else (problem in why)
