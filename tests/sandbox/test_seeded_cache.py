@@ -146,3 +146,23 @@ def test_batch_says_whether_it_found_a_seeded_cache(seeded: str, tmp_path: Path)
             assert said and f"/cache/{assignment}:latest (sha256:" in said[0], said
         elif use:
             assert said and "every build starts cold" in said[0], said
+
+
+def test_a_rebuilt_base_image_makes_the_seed_stale(seeded: str) -> None:
+    """The seed records its base images' digests; one that changed since is named (the
+    batch warns, `grader cache status` exits 1) and the next seed is not "up to date"."""
+    import json
+
+    registry = settings().registry_host
+    path = seeded_cache.record_path(seeded)
+    record = json.loads(path.read_text())
+    assert record["bases"]["debian:bookworm-slim"].startswith("sha256:")
+    assert seeded_cache.changed_bases(registry, seeded) == []
+    record["bases"]["debian:bookworm-slim"] = "sha256:" + "0" * 64  # as if seeded before
+    path.write_text(json.dumps(record))
+    assert seeded_cache.changed_bases(registry, seeded) == ["debian:bookworm-slim"]
+    status = subprocess.run(
+        [sys.executable, "-m", "grader.cli", "cache", "status", "--assignment", seeded],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+    )  # fmt: skip
+    assert status.returncode == 1 and "stale: debian:bookworm-slim" in status.stdout

@@ -94,6 +94,9 @@ def test_fingerprint_follows_the_files_and_platforms(tmp_path: Path) -> None:
     assert one != seeded_cache.fingerprint(tmp_path, ["linux/amd64"])
     (tmp_path / "app" / "hello.c").write_text("int main(){return 1;}\n")
     assert one != seeded_cache.fingerprint(tmp_path, ["linux/amd64", "linux/arm64"])
+    both = ["linux/amd64", "linux/arm64"]
+    base = seeded_cache.fingerprint(tmp_path, both, {"debian:bookworm-slim": "sha256:1"})
+    assert base != seeded_cache.fingerprint(tmp_path, both, {"debian:bookworm-slim": "sha256:2"})
 
 
 def test_seed_needs_a_dockerfile(tmp_path: Path) -> None:

@@ -478,6 +478,12 @@ class Batch:
         if digest:
             ref = seeded_cache.cache_ref(registry, assignment)
             self.say(f"grader batch: builds import the seeded cache {ref} ({digest[:19]})")
+            stale = seeded_cache.changed_bases(registry, assignment)
+            if stale:
+                self.say(
+                    f"grader batch: warning: {', '.join(stale)} changed since the cache was "
+                    f"seeded, so builds will miss it: run `grader cache seed` again"
+                )
         elif self.opts.use_seeded_cache:
             self.say(
                 f"grader batch: no seeded cache for {assignment}: every build starts cold "

@@ -22,7 +22,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from grader import proc
@@ -51,6 +51,8 @@ class SeedResult:
     platforms: list[str]
     seconds: float
     skipped: bool = False  # already seeded from the same files: nothing was built
+    bases: dict[str, str] = field(default_factory=dict)  # base image -> digest when seeded
+    reference: str = ""  # the folder seeded from
 
 
 def repository(assignment: str) -> str:
@@ -91,9 +93,43 @@ def record_path(assignment: str) -> Path:
     return state_dir() / "seeded-cache" / f"{assignment}.json"
 
 
-def fingerprint(reference: Path, platforms: Sequence[str]) -> str:
-    """A hash of the build's inputs: every file of the reference and the platforms."""
-    h = hashlib.sha256(json.dumps(sorted(platforms)).encode())
+def base_images(dockerfile: Path, registry: str) -> dict[str, str]:
+    """Each base image the Dockerfile builds FROM -> its digest in ``registry`` (Docker Hub
+    names are read from the course registry, which the engines use as their Hub mirror).
+    A cache key starts at the base's digest: a rebuilt base image makes the cache miss."""
+    from grader.docker.registry import Reference, RegistryClient, RegistryError
+    from grader.parse.dockerfile import parse
+
+    out: dict[str, str] = {}
+    client = RegistryClient(credentials={})
+    for stage in parse(dockerfile.read_text(errors="replace")).stages:
+        name = stage.base_resolved
+        if stage.base_stage is not None or "$" in name or name == "scratch":
+            continue
+        try:
+            ref = Reference.parse(name)
+            out[name] = client.fetch_manifest(f"{registry}/{ref.repository}:{ref.reference}").digest
+        except RegistryError as e:
+            out[name] = f"unreadable: {e.kind}"
+    return out
+
+
+def changed_bases(registry: str, assignment: str) -> list[str]:
+    """Base images whose digest changed since the last seed (its cache no longer matches)."""
+    bases = _read_record(assignment).get("bases") or {}
+    reference = _read_record(assignment).get("reference")
+    if not bases or not reference or not (Path(reference) / "Dockerfile").is_file():
+        return []
+    now = base_images(Path(reference) / "Dockerfile", registry)
+    return sorted(name for name, digest in bases.items() if now.get(name) != digest)
+
+
+def fingerprint(
+    reference: Path, platforms: Sequence[str], bases: dict[str, str] | None = None
+) -> str:
+    """A hash of the build's inputs: every file of the reference, the platforms and the
+    base images' digests."""
+    h = hashlib.sha256(json.dumps([sorted(platforms), bases or {}], sort_keys=True).encode())
     for p in sorted(reference.rglob("*")):
         if p.is_file():
             h.update(str(p.relative_to(reference)).encode() + b"\0" + p.read_bytes() + b"\0")
@@ -204,7 +240,8 @@ def seed(
     _check_reference(reference)
     registry = registry or registry_host()
     ref = cache_ref(registry, assignment)
-    fp = fingerprint(reference, platforms)
+    bases = base_images(reference / "Dockerfile", registry)
+    fp = fingerprint(reference, platforms, bases)
     last, now = _read_record(assignment), lookup(registry, assignment)
     if not force and now and last.get("fingerprint") == fp and last.get("digest") == now:
         say(f"grader cache seed: {ref} is up to date ({now[:19]}); --force seeds it again")
@@ -219,6 +256,7 @@ def seed(
     if digest is None:
         raise SeedError(f"the build finished but {ref} cannot be read back from {registry}")
     result = SeedResult(assignment, ref, digest, fp, list(platforms), time.monotonic() - start)
+    result.bases, result.reference = bases, str(reference)
     _write_record(result)
     say(f"grader cache seed: {ref} seeded in {result.seconds:.1f} s ({digest[:19]})")
     return result
@@ -250,6 +288,10 @@ def _status(args) -> int:
     last = _read_record(args.assignment)
     seeded = f", seeded in {last['seconds']:.0f} s" if last.get("digest") == digest else ""
     print(f"{cache_ref(registry, args.assignment)}: {digest}{seeded}")
+    stale = changed_bases(registry, args.assignment)
+    if stale:
+        print(f"stale: {', '.join(stale)} changed since; run `grader cache seed` again")
+        return 1
     return 0
 
 
