@@ -17,16 +17,16 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from grader.engine.scope import COURSE_NAMES
+
 #: A registry path component too: separators only between letters or digits.
 LOGIN = re.compile(r"(?=.{1,30}\Z)[a-z][a-z0-9]*(?:[_-][a-z0-9]+)*")
 #: Names that must never become a learner: accounts Debian and this course use themselves.
 RESERVED = frozenset(
     {"root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp",
      "proxy", "www-data", "backup", "list", "irc", "nobody", "admin", "jupyterhub",
-     "library", "cache", "instructor-cache", "docker", "registry", "autograde", "anonymous"}
+     "instructor-cache", "docker", "registry"}
 )  # fmt: skip
-#: The repositories the labs push to (lab04/run-1): a learner by that name would claim them.
-LAB_NAMES = re.compile(r"lab[0-9]+")
 
 
 class ClassListError(ValueError):
@@ -49,7 +49,9 @@ def _login(text: str, where: str) -> str:
             f"{where}: {text!r} is not a login this course accepts (at most 30 of a-z 0-9, "
             "starting with a letter; _ or - only between letters or digits)"
         )
-    if text in RESERVED or LAB_NAMES.fullmatch(text):
+    # scope.COURSE_NAMES: the labs' repositories (lab04), library, cache, autograde, ...: a
+    # learner by such a name would claim them from every other learner.
+    if text in RESERVED or COURSE_NAMES.fullmatch(text):
         raise ClassListError(f"{where}: {text!r} is a system or course account's name")
     return text
 

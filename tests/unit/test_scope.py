@@ -119,11 +119,10 @@ def test_a_hub_learner_has_her_own_copy_but_never_anothers(name, means):
     assert allowed(HUB_ADA, "push", means, RO) == means.startswith("ada/")
 
 
-def test_the_proxy_reads_claimed_namespaces_from_its_callers(tmp_path):
-    cfg = type("Cfg", (), {"state": tmp_path})()
+def test_the_proxy_reads_claimed_namespaces_from_its_callers(tmp_path, cfg):
     for login in ("ada", "alan"):
         scope.add_caller(login, namespace=login, rooted=True, cfg=cfg)
-    proxy = scope.Proxy(scope.Scope(tmp_path / "scope" / "scope.json"),
+    proxy = scope.Proxy(scope.Scope(scope.scope_dir(cfg) / "scope.json"),
                         scope.DeniedLog(tmp_path / "d"), ("127.0.0.1", 5000))  # fmt: skip
     route, _ = parse_target("PUT", "/v2/alan/app/manifests/1")
     assert proxy._own(HUB_ADA, route).name == "alan/app"  # alan's: refused, never her copy
@@ -132,8 +131,7 @@ def test_the_proxy_reads_claimed_namespaces_from_its_callers(tmp_path):
 
 
 @pytest.mark.parametrize("ns", ["autograde", "lab04", "07-challenge", "library/x", "cache"])
-def test_a_learner_namespace_is_never_a_name_the_course_uses(tmp_path, ns):
-    cfg = type("Cfg", (), {"state": tmp_path})()
+def test_a_learner_namespace_is_never_a_name_the_course_uses(cfg, ns):
     with pytest.raises(ValueError, match=r"course uses|read-only"):
         scope.add_caller("grading-x-1", namespace=ns, shared=True, cfg=cfg)
     scope.add_caller("kern", namespace="autograde/ada-1", rooted=True, cfg=cfg)  # its home
@@ -142,13 +140,12 @@ def test_a_learner_namespace_is_never_a_name_the_course_uses(tmp_path, ns):
     scope.add_caller("scratch", namespace="07-challenge-check", cfg=cfg)
 
 
-def test_an_admin_claims_no_namespace(tmp_path):
+def test_an_admin_claims_no_namespace(cfg):
     """The instructor's or a plain check's credential (admin) does not take the labs' names
     away from rooted callers: only learners' namespaces are read as written."""
-    cfg = type("Cfg", (), {"state": tmp_path})()
     scope.add_caller("check-1", namespace="lab04-check", admin=True, cfg=cfg)
     scope.add_caller("ada", namespace="ada", rooted=True, cfg=cfg)
-    claimed = scope.Scope(tmp_path / "scope" / "scope.json").claimed
+    claimed = scope.Scope(scope.scope_dir(cfg) / "scope.json").claimed
     assert claimed == {"ada"}
 
 
