@@ -20,7 +20,24 @@ from grader.engine.config import settings
 from grader.grading.batch.run import BatchOptions, run_batch
 from grader.grading.sandbox.limits import Limits
 
-POLL = "sleep 1; for i in $(seq 1 20); do docker buildx ls >/dev/null || exit 1; sleep 0.3; done"
+# The poll's sleep is a value no other process on the machine uses: the test restarts the
+# engine once it sees that sleep running, so the restart always falls inside d2's build.sh.
+POLL_SLEEP = "0.317"
+POLL = (
+    "for i in $(seq 1 20); do docker buildx ls >/dev/null || exit 1; "
+    f"sleep {POLL_SLEEP}; done"
+)
+
+
+def _wait_for_poll(deadline_s: float = 150) -> None:
+    """Wait until d2's build.sh is polling the engine (its unique sleep is running)."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        found = proc.run(["pgrep", "-x", "-f", f"sleep {POLL_SLEEP}"], timeout=10, check=False)
+        if found.returncode == 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"d2's build.sh never started polling within {deadline_s} s")
 
 pytestmark = [pytest.mark.engine, pytest.mark.registry, pytest.mark.faults]
 
@@ -46,7 +63,7 @@ def test_dockerd_restarted_mid_batch(tmp_path: Path, isolate: bool) -> None:
         pytest.fail(f"worker engines cannot run here: {rootless.rootless_problem()}")
     subs = tmp_path / "subs"
     make_good(subs / "d1", "restart 1")
-    # d2 talks to the engine every 0.3 s for ~6 s: it certainly meets the restart.
+    # d2 talks to the engine every ~0.3 s for 20 rounds; the restart waits until it polls.
     make_good(subs / "d2", "restart 2", pre=POLL)
     make_good(subs / "d3", "restart 3")
     lines: list[str] = []
@@ -55,7 +72,7 @@ def test_dockerd_restarted_mid_batch(tmp_path: Path, isolate: bool) -> None:
 
     def restart() -> None:
         try:
-            time.sleep(2)  # d2's build.sh is polling the engine by now
+            _wait_for_poll()
             if isolate:
                 _kill_worker_daemons()
             else:
