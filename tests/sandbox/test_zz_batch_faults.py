@@ -23,10 +23,7 @@ from grader.grading.sandbox.limits import Limits
 # The poll's sleep is a value no other process on the machine uses: the test restarts the
 # engine once it sees that sleep running, so the restart always falls inside d2's build.sh.
 POLL_SLEEP = "0.317"
-POLL = (
-    "for i in $(seq 1 20); do docker buildx ls >/dev/null || exit 1; "
-    f"sleep {POLL_SLEEP}; done"
-)
+POLL = f"for i in $(seq 1 20); do docker buildx ls >/dev/null || exit 1; sleep {POLL_SLEEP}; done"
 
 
 def _wait_for_poll(deadline_s: float = 150) -> None:
@@ -38,6 +35,7 @@ def _wait_for_poll(deadline_s: float = 150) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"d2's build.sh never started polling within {deadline_s} s")
+
 
 pytestmark = [pytest.mark.engine, pytest.mark.registry, pytest.mark.faults]
 
