@@ -61,6 +61,7 @@ import stat
 import sys
 import time
 import urllib.parse
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from http import HTTPStatus
@@ -71,7 +72,7 @@ DEFAULT_READ_ONLY = ("library", "cache")
 REALM = "course registry"
 #: What the proxy's policy understands; a running proxy of another version is restarted by
 #: :func:`start` (one that predates rooted callers would refuse their every request).
-POLICY_VERSION = "4-course-names"
+POLICY_VERSION = "5-manifest-locks"
 BODY_BUFFER = 512 * 1024  # per direction of a connection, while a body streams
 
 # distribution's reference grammar (reference/regexp.go), lower case only.
@@ -626,8 +627,9 @@ async def _copy_length(src, dst, length: int, timeout: float) -> None:
             await _within(dst.drain(), timeout)
 
 
-async def _copy_chunked(src, dst, limit: int | None, timeout: float) -> None:
-    """Relay a chunked body, re-framed by us (chunk extensions and trailers dropped)."""
+async def _copy_chunked(src, dst, limit: int | None, timeout: float, frame: bool = True) -> None:
+    """Relay a chunked body, re-framed by us (chunk extensions and trailers dropped); with
+    ``frame`` False, its payload only."""
     total = 0
     while True:
         line = await asyncio.wait_for(src.readuntil(b"\r\n"), timeout)
@@ -641,14 +643,37 @@ async def _copy_chunked(src, dst, limit: int | None, timeout: float) -> None:
         if size == 0:
             while (await asyncio.wait_for(src.readuntil(b"\r\n"), timeout)) != b"\r\n":
                 pass  # trailers
-            dst.write(b"0\r\n\r\n")
+            if frame:
+                dst.write(b"0\r\n\r\n")
             await asyncio.wait_for(dst.drain(), timeout)
             return
-        dst.write(b"%x\r\n" % size)
+        if frame:
+            dst.write(b"%x\r\n" % size)
         await _copy_length(src, dst, size, timeout)
         if await asyncio.wait_for(src.readexactly(2), timeout) != b"\r\n":
             raise ConnectionError("malformed chunk")
-        dst.write(b"\r\n")
+        if frame:
+            dst.write(b"\r\n")
+
+
+class _Collected:
+    """A body read into memory, as the writer that the copy helpers write to."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.data = bytearray()
+        self.transport = self
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+        if len(self.data) > self.cap:
+            raise BodyTooLarge(len(self.data))
+
+    async def drain(self) -> None:
+        return None
+
+    def get_write_buffer_size(self) -> int:
+        return 0
 
 
 @dataclass
@@ -659,6 +684,7 @@ class Proxy:
     limits: Limits = field(default_factory=Limits)
     connections: int = 0
     inflight: dict[str, int] = field(default_factory=dict)
+    manifest_locks: weakref.WeakValueDictionary = field(default_factory=weakref.WeakValueDictionary)
 
     def say(self, msg: str) -> None:
         print(f"{time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
@@ -778,6 +804,8 @@ class Proxy:
         try:
             if route.kind == "catalog":
                 return await self._catalog(caller, writer)
+            if route.kind == "manifest":
+                return await self._forward_manifest(req, route, length, cap, reader, writer)
             return await self._forward(req, route.target(drop), length, cap, reader, writer)
         finally:
             self.inflight[caller.name] -= 1
@@ -913,6 +941,53 @@ class Proxy:
                 await _copy_length(reader, up_w, length, lim.body_timeout)
             await up_w.drain()
             return await self._relay_response(req, up_r, writer)
+        finally:
+            up_w.close()
+
+    async def _forward_manifest(self, req: Request, route: Route, length, cap, reader, writer):
+        """One request at a time per manifest reference (``name``, tag or digest).
+
+        distribution 2.8's filesystem storage rewrites a tag's link file in place (truncate,
+        then write), so a read beside a write can find it empty and answer 500 "invalid
+        checksum digest format" or 404; dockerd 26 pushes every manifest of a multi-platform
+        image to the tag at once. The body is read before taking the lock and the answer kept
+        until after it (manifests are capped), so no client's pace holds the lock."""
+        body = _Collected(cap)
+        if length is None:
+            try:
+                await _copy_chunked(reader, body, cap, self.limits.body_timeout, frame=False)
+            except BodyTooLarge:
+                raise Refused(413, "SIZE_INVALID", f"request body over {cap} bytes") from None
+        elif length:
+            await _copy_length(reader, body, length, self.limits.body_timeout)
+        data = bytes(body.data)
+        key = (route.name, route.ref)
+        lock = self.manifest_locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            answer = await self._exchange(req, route.target(), data, cap)
+        buffered = asyncio.StreamReader()
+        buffered.feed_data(answer)
+        buffered.feed_eof()
+        return await self._relay_response(req, buffered, writer)
+
+    async def _exchange(self, req: Request, target: str, body: bytes, cap: int) -> bytes:
+        """Send a whole request upstream and read its whole answer (at most ``cap`` bytes of
+        body beyond a 64 KiB head)."""
+        try:
+            up_r, up_w = await asyncio.wait_for(asyncio.open_connection(*self.upstream), 10)
+        except (OSError, asyncio.TimeoutError):
+            raise Refused(
+                502, "UNAVAILABLE", "the course registry does not answer", log=False
+            ) from None
+        try:
+            up_w.write(self._upstream_head(req, target, len(body)) + body)
+            await up_w.drain()
+            answer = b""
+            while chunk := await _within(up_r.read(1 << 20), self.limits.upstream_timeout):
+                answer += chunk
+                if len(answer) > cap + (64 << 10):
+                    raise Refused(502, "UNAVAILABLE", "the registry's answer is too large")
+            return answer
         finally:
             up_w.close()
 

@@ -4,10 +4,12 @@ pushing through it with credentials from a DOCKER_CONFIG, and hostile HTTP sent 
 from __future__ import annotations
 
 import base64
+import collections
 import hashlib
 import json
 import re
 import socket
+import threading
 import time
 import urllib.parse
 import uuid
@@ -519,6 +521,11 @@ def test_body_caps(tight, run_id):
     auth = _auth(tight)
     manifest = head(tight, "PUT", f"/v2/scope/ada/x-{run_id}/manifests/1", "Content-Length: 2048")
     assert raw_exchange(tight.port, manifest + b"{" * 2048).startswith(b"HTTP/1.1 413")
+    chunked = head(
+        tight, "PUT", f"/v2/scope/ada/x-{run_id}/manifests/1", "Transfer-Encoding: chunked"
+    )
+    many = b"%x\r\n%s\r\n" % (700, b"{" * 700) * 3 + b"0\r\n\r\n"  # 2100 bytes in all
+    assert raw_exchange(tight.port, chunked + many).startswith(b"HTTP/1.1 413")
     status, headers, _ = tight.request("POST", f"/v2/scope/ada/x-{run_id}/blobs/uploads/", "ada")
     assert status == 202
     path = urllib.parse.urlsplit(headers["Location"])
@@ -584,3 +591,49 @@ def test_blobs_stream_without_buffering(proxy, run_id):
             got.update(chunk)
     assert answer.startswith(b"HTTP/1.1 200") and "sha256:" + got.hexdigest() == digest
     assert peak() - before < 40 << 20, (before, peak())
+
+
+# --- the registry's tag race ----------------------------------------------------------------
+
+
+def test_a_tag_written_and_read_at_once_never_answers_500(proxy, run_id):
+    """distribution 2.8 rewrites a tag's link file in place; four writers and four readers of
+    one tag at once (what dockerd 26 does when it pushes a multi-platform image) make the
+    registry itself answer about one HEAD in seven with 500 or 404 (benchmarks/
+    bench_tag_race.py). Through the proxy, one request per manifest reference at a time:
+    every PUT 201, every HEAD 200."""
+    repo, mtype = f"scope/ada/race-{run_id}", "application/vnd.oci.image.manifest.v1+json"
+    manifests = []
+    for i in range(4):
+        config = json.dumps(
+            {"architecture": f"a{i}", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}
+        )
+        digest = upload(proxy, "ada", repo, config.encode())
+        manifests.append(json.dumps({
+            "schemaVersion": 2, "mediaType": mtype, "layers": [],
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": digest, "size": len(config)},
+        }).encode())  # fmt: skip
+    put = f"/v2/{repo}/manifests/t"
+    assert proxy.request("PUT", put, "ada", manifests[0], Content_Type=mtype)[0] == 201
+    framed = b"%x\r\n%s\r\n0\r\n\r\n" % (len(manifests[1]), manifests[1])  # chunked works too
+    extra = (f"Content-Type: {mtype}", "Transfer-Encoding: chunked", "Connection: close")
+    answer = raw_exchange(proxy.port, head(proxy, "PUT", put, *extra) + framed)
+    assert answer.startswith(b"HTTP/1.1 201"), answer[:300]
+    seen: collections.Counter = collections.Counter()
+
+    def writer(body: bytes) -> None:
+        for _ in range(60):
+            seen["PUT", proxy.request("PUT", put, "ada", body, Content_Type=mtype)[0]] += 1
+
+    def reader() -> None:
+        for _ in range(60):
+            seen["HEAD", proxy.request("HEAD", put, "ada", Accept=mtype)[0]] += 1
+
+    threads = [threading.Thread(target=writer, args=(m,)) for m in manifests]
+    threads += [threading.Thread(target=reader) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == {("PUT", 201): 240, ("HEAD", 200): 240}, seen
