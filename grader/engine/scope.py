@@ -72,7 +72,7 @@ DEFAULT_READ_ONLY = ("library", "cache")
 REALM = "course registry"
 #: What the proxy's policy understands; a running proxy of another version is restarted by
 #: :func:`start` (one that predates rooted callers would refuse their every request).
-POLICY_VERSION = "5-manifest-locks"
+POLICY_VERSION = "6-read-only-for-all"
 BODY_BUFFER = 512 * 1024  # per direction of a connection, while a body streams
 
 # distribution's reference grammar (reference/regexp.go), lower case only.
@@ -278,10 +278,13 @@ def own_name(
 
 
 def allowed(caller: Caller, action: str, name: str, read_only: tuple[str, ...]) -> bool:
-    """The whole policy: own namespace for everything, read-only namespaces for pulls."""
-    if caller.admin or _under(name, caller.namespace):
-        return True
-    return action == "pull" and any(_under(name, ns) for ns in read_only)
+    """The whole policy: own namespace for everything, read-only namespaces for pulls, and
+    nothing else. An admin may read and write everywhere except the read-only namespaces,
+    which no caller of the proxy writes: the course's own tools as root (``engine up``'s base
+    images, ``grader cache seed``) write them straight to the registry."""
+    if any(_under(name, ns) for ns in read_only):
+        return action == "pull"
+    return caller.admin or _under(name, caller.namespace)
 
 
 # --- the scope file -------------------------------------------------------------------------
@@ -1200,7 +1203,11 @@ def build_parser(prog: str = "grader engine scope") -> argparse.ArgumentParser:
     add = sub.add_parser("add", help="add or renew a caller; prints its secret")
     add.add_argument("name")
     add.add_argument("--namespace", help="default: [prefix/]NAME")
-    add.add_argument("--admin", action="store_true", help="may read and write everything")
+    add.add_argument(
+        "--admin",
+        action="store_true",
+        help="may read and write everything but the read-only namespaces",
+    )
     add.add_argument("--rooted", action="store_true", help="its names are read inside NAMESPACE")
     add.add_argument("--docker-config", metavar="DIR", help="write DIR/config.json (mode 0600)")
     add.add_argument("--host", help="registry host in config.json (default: the proxy's)")

@@ -160,9 +160,10 @@ def test_buildkit_mount_from_foreign_repository_falls_back_to_upload(proxy, tmp_
 
 @pytest.mark.engine
 @pytest.mark.qemu
-def test_seeded_cache_is_read_only(proxy, tmp_path, run_id):
-    """The instructor seeds a registry cache; a learner builds from it and exports their own
-    cache into their namespace, but cannot write the seed or another learner's namespace."""
+def test_seeded_cache_is_read_only(proxy, tmp_path, run_id, registry_host):
+    """The instructor seeds a registry cache (straight to the registry, as `grader cache seed`
+    does); a learner builds from it and exports their own cache into their namespace, but
+    neither they nor an admin caller of the proxy can write the seed."""
     seed = f"{proxy.host}/scope/seed/app-{run_id}:buildcache"
     (tmp_path / "g").mkdir()
     build_push(
@@ -171,8 +172,13 @@ def test_seeded_cache_is_read_only(proxy, tmp_path, run_id):
         f"{proxy.host}/scope/grace/app-{run_id}:1",
         tmp_path / "g",
         marker=run_id,
-        extra=["--cache-to", f"type=registry,ref={seed},mode=max"],
+        extra=[
+            "--cache-to",
+            f"type=registry,ref={registry_host}/scope/seed/app-{run_id}:buildcache,mode=max",
+        ],
     )
+    for who in ("grace", "ada"):
+        assert proxy.request("POST", f"/v2/scope/seed/app-{run_id}/blobs/uploads/", who)[0] == 403
     (tmp_path / "a").mkdir()
     done = build_push(
         proxy,

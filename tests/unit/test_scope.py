@@ -78,7 +78,11 @@ def test_policy():
     assert allowed(ADA, "pull", "library/busybox", RO) and allowed(ADA, "pull", "cache/app", RO)
     assert not allowed(ADA, "push", "library/busybox", RO)
     assert not allowed(ADA, "pull", "librarything/x", RO)
-    assert allowed(Caller("grace", "class/grace", admin=True), "push", "cache/app", RO)
+    grace = Caller("grace", "class/grace", admin=True)
+    assert allowed(grace, "push", "class/ada/app", RO) and allowed(grace, "pull", "cache/app", RO)
+    # read-only means for every caller: the course's tools seed library/ and cache/ directly
+    assert not allowed(grace, "push", "cache/app", RO)
+    assert not allowed(grace, "push", "library/busybox", RO)
 
 
 KERNEL = Caller("k1", "autograde/ada-1", rooted=True)

@@ -454,8 +454,8 @@ def _engine_checks(
     label = secrets.token_hex(5)
     # Confined (batch) and scratch checks push into one namespace: the proxy holds them to it.
     # A learner's plain check of their own work may push anywhere in the registry, as their
-    # build.sh does at home: its client's credential may write everywhere (RUN steps still
-    # only read base images).
+    # build.sh does at home: its client's credential may write everywhere but library/ and
+    # cache/ (RUN steps still only read base images).
     anywhere = opts.namespace is None and not opts.scratch
     try:
         with registry_scope.credential(namespace, worker.registry, label, admin=anywhere) as (

@@ -53,7 +53,8 @@ def credential(
 ) -> Iterator[tuple[str, dict, float]]:
     """(caller, a docker config.json giving its credential for ``registry``, start time).
     ``rooted``: the names it uses are read inside ``namespace`` (``scope.own_name``);
-    ``admin``: it may write everywhere (a learner's plain check of their own work)."""
+    ``admin``: it may write everywhere but the read-only namespaces (a learner's plain check
+    of their own work)."""
     name = caller_name(namespace, label)
     try:
         secret = scope.add_caller(
