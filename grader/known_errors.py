@@ -182,6 +182,20 @@ KNOWN_ERRORS: tuple[KnownError, ...] = (
         "Meanwhile `docker buildx bake -f compose.yaml` builds the same services.",
     ),
     KnownError(
+        "registry-tag-race",
+        r"unexpected status from (HEAD|GET|PUT) request to \S+/manifests/\S+: 500"
+        r"|invalid checksum digest format",
+        "The course registry failed to read a tag while it was being written",
+        "The course registry (distribution 2.8, filesystem storage) rewrites a tag in place. "
+        "A read of the tag beside a write of it can find the link file half-written and "
+        "answer 500. With the docker driver, buildx 0.13 pushes twice (the second time "
+        '"with docker"), and dockerd 26 writes every manifest of the image to the tag at '
+        "once, so its own reads can meet its own writes.",
+        "Run the push again: pushes are idempotent, and the race is rare. Check the result with "
+        "`docker buildx imagetools inspect` (the tag must name the index). Registries that "
+        "write tags atomically (distribution 3, cloud registries) do not have this race.",
+    ),
+    KnownError(
         "no-daemon",
         r"Cannot connect to the Docker daemon|Is the docker daemon running",
         "No Docker engine answers",

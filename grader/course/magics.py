@@ -260,6 +260,56 @@ class BuildRecord:
         return value if isinstance(value, str) else None
 
 
+# --- dockerd's second push ------------------------------------------------------------------
+
+
+def repair_pushed_tags(record: BuildRecord) -> list[str]:
+    """Point each course-registry tag a build pushed back at the build's image index, when
+    dockerd's second push left it on one of that index's own manifests; returns what to say.
+
+    With the ``docker`` driver on the containerd image store, buildx 0.13 pushes twice:
+    BuildKit pushes the index, then buildx asks dockerd to push it again ("pushing ... with
+    docker"), and dockerd 26 sends every manifest to the tag at once, the index last. The
+    course registry (distribution 2.8) rewrites a tag's link file in place, so a read beside
+    one of those writes can fail (500 "invalid checksum digest format"), the second push
+    stops, and the tag is left on one platform's manifest. Only that exact state is
+    repaired: a tag that names anything else is the learner's."""
+    from grader.course.labkit import registry_host
+    from grader.docker.registry import Reference, RegistryClient, RegistryError
+
+    if not record.pushed or record.digest is None:
+        return []
+    said, client = [], RegistryClient()
+    for tag in record.tags:
+        try:
+            ref = Reference.parse(tag)
+            if ref.host != registry_host() or ref.digest:
+                continue
+            now = client.fetch_manifest(ref).digest
+            if now == record.digest:
+                continue
+            index = client.fetch_manifest(ref.with_digest(record.digest))
+        except (RegistryError, ValueError):
+            continue
+        if now in {d.digest for d in index.manifests}:
+            said.append(_retag(tag, ref.with_digest(record.digest), now, record.digest))
+    return said
+
+
+def _retag(tag: str, source: Any, was: str, digest: str) -> str:
+    done = proc.run(
+        ["docker", "buildx", "imagetools", "create", "-t", tag, str(source)],
+        timeout=120,
+        check=False,
+    )
+    outcome = "pointed it back at the index" if done.ok else "could not repair it: push again"
+    return (
+        f"[course] {tag} named {was[:19]} (one platform's manifest) after the push, not the "
+        f'image index {digest[:19]}: dockerd\'s second push ("pushing ... with docker") '
+        f"raced in the course registry, which rewrites a tag in place; the course {outcome}."
+    )
+
+
 # --- what a cell was ---------------------------------------------------------------------
 
 
@@ -476,6 +526,8 @@ class _Runner:
                 record.metadata = json.loads(Path(record.metadata_path).read_text() or "{}")
             except (OSError, ValueError):
                 record.metadata = {}
+            for line in repair_pushed_tags(record):
+                self._say(line)
         state = "succeeded" if record.returncode == 0 else f"failed (exit {record.returncode})"
         self._say(f"[build for {', '.join(record.platforms)} {state} in {record.duration:.1f} s]")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+import urllib.request
 import uuid
 
 import pytest
@@ -129,3 +130,44 @@ def test_two_builds_at_once_each_end_and_nothing_hangs(tmp_path):
     codes = sorted((b.platforms[0], b.returncode) for b in cell.builds)
     assert codes == [("linux/amd64", 0), ("linux/arm64", 125)]
     assert all(b.lanes for b in cell.builds)
+
+
+def _put_manifest(ref: str, doc) -> None:
+    """PUT ``doc``'s bytes to ``ref``'s tag, as a racing second push leaves it."""
+    host, _, rest = ref.partition("/")
+    repo, _, tag = rest.rpartition(":")
+    url = f"http://{host}/v2/{repo}/manifests/{tag}"
+    headers = {"Content-Type": doc.media_type}
+    req = urllib.request.Request(url, data=doc.raw, method="PUT", headers=headers)
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        assert resp.status == 201
+
+
+def test_a_tag_left_on_one_platform_by_the_second_push_is_repaired(tmp_path, unique_repo):
+    """dockerd's second push (buildx 0.13, docker driver, containerd store) can stop halfway
+    in the course registry and leave the tag on one of the index's own manifests: the magic
+    points it back at the index and says why; a tag naming anything else is left alone."""
+    (tmp_path / "Dockerfile").write_text("FROM busybox:latest\nARG N\nRUN echo $N > /n\n")
+    text = "".join(
+        f"docker buildx build --builder default --platform linux/amd64,linux/arm64 "
+        f'--build-arg N={uuid.uuid4().hex} -t "$IMAGE:{tag}" --push .\n'
+        for tag in ("v1", "other")
+    )
+    cell = magics.run_cell("t-retag", text, cwd=tmp_path, namespace={"IMAGE": unique_repo},
+                           panels=False)  # fmt: skip
+    assert cell.ok, cell.output
+    v1, other = cell.builds
+    client = RegistryClient(timeout=10)
+    index = client.fetch_manifest(f"{unique_repo}@{v1.digest}")
+    assert not magics.repair_pushed_tags(v1)  # nothing to repair after a clean push
+    child = client.fetch_child(index, index.manifests[0])
+    _put_manifest(f"{unique_repo}:v1", child)
+    assert client.fetch_manifest(f"{unique_repo}:v1").digest == child.digest
+    (said,) = magics.repair_pushed_tags(v1)
+    assert "second push" in said and "pointed it back" in said, said
+    assert client.fetch_manifest(f"{unique_repo}:v1").digest == v1.digest
+    # the other image's manifest under :v1 is no trace of the race: left as it is
+    foreign = client.fetch_manifest(f"{unique_repo}@{other.digest}")
+    _put_manifest(f"{unique_repo}:v1", client.fetch_child(foreign, foreign.manifests[0]))
+    assert magics.repair_pushed_tags(v1) == []
+    assert client.fetch_manifest(f"{unique_repo}:v1").digest != v1.digest

@@ -23,6 +23,9 @@ CAPTURED = {
     "127.0.0.1:5000/t-labs48/m5381:amd64 is a manifest list": "manifest-create-from-index",
     # docker buildx build --platform linux/amd64,linux/arm64 --push . (no -t)
     "ERROR: tag is needed when pushing to registry": "push-needs-tag",
+    # docker buildx imagetools inspect, with a registry answering the tag race's 500
+    "ERROR: unexpected status from HEAD request to http://127.0.0.1:5197/v2/race/x/manifests/v1"
+    ": 500 Internal Server Error": "registry-tag-race",
     # docker compose version (docker client 28, no compose plugin)
     "docker: unknown command: docker compose\n\nRun 'docker --help' for more information": (
         "compose-plugin-missing"
