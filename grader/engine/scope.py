@@ -470,21 +470,41 @@ class Scope:
 
 
 class DeniedLog:
-    """denied.jsonl: one line per refused request, capped per caller and in total so a
-    hostile caller cannot fill the disk; past a cap, a count only."""
+    """denied.jsonl: one line per refused request, capped per caller in a rolling window
+    (``per_caller`` lines per ``window`` seconds, then one line saying so) and in total, so a
+    hostile caller cannot fill the disk, and a long-lived caller (a hub learner's credential)
+    is logged again once its window has passed."""
 
-    def __init__(self, path: Path, per_caller: int = 500, total_bytes: int = 32 << 20) -> None:
+    def __init__(
+        self,
+        path: Path,
+        per_caller: int = 500,
+        total_bytes: int = 32 << 20,
+        window: float = 3600.0,
+    ) -> None:
         self.path = path
         self.per_caller = per_caller
         self.total_bytes = total_bytes
-        self.counts: dict[str, int] = {}
+        self.window = window
+        self.counts: dict[str, tuple[float, int]] = {}  # caller -> (window start, lines)
+
+    def _count(self, caller: str, now: float) -> int:
+        """This refusal's number in the caller's current window (a new window past the last)."""
+        start, n = self.counts.get(caller, (now, 0))
+        if now - start >= self.window:
+            start, n = now, 0
+        if len(self.counts) > 4096:  # callers come and go (one per grading): forget old ones
+            self.counts = {c: v for c, v in self.counts.items() if now - v[0] < self.window}
+        self.counts[caller] = (start, n + 1)
+        return n + 1
 
     def record(self, caller: str, method: str, target: str, status: int, why: str) -> None:
-        n = self.counts[caller] = self.counts.get(caller, 0) + 1
+        now = time.time()
+        n = self._count(caller, now)
         if n > self.per_caller + 1:
             return
         row = {
-            "time": round(time.time(), 3),
+            "time": round(now, 3),
             "caller": caller,
             "method": method[:16],
             "target": target[:300],
@@ -492,8 +512,13 @@ class DeniedLog:
             "why": why[:300],
         }
         if n == self.per_caller + 1:
-            row["why"] = f"more than {self.per_caller} refused requests: no more are logged"
-        line = (json.dumps(row) + "\n").encode()
+            row["why"] = (
+                f"more than {self.per_caller} refused requests in {self.window:g} s: "
+                "no more are logged until that window has passed"
+            )
+        self._write((json.dumps(row) + "\n").encode())
+
+    def _write(self, line: bytes) -> None:
         try:
             if self.path.exists() and self.path.stat().st_size + len(line) > self.total_bytes:
                 return

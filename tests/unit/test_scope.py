@@ -249,6 +249,32 @@ def test_denied_log_is_capped(tmp_path):
     assert (tmp_path / "big.jsonl").stat().st_size <= 2000
 
 
+def test_denied_log_cap_is_a_rolling_window(tmp_path, monkeypatch):
+    """A long-lived caller (a hub learner's credential) past its cap is logged again once
+    its window has passed; before, one cap held for the proxy's whole life."""
+    now = [1_000_000.0]
+    monkeypatch.setattr(scope.time, "time", lambda: now[0])
+    log = scope.DeniedLog(tmp_path / "denied.jsonl", per_caller=3, total_bytes=100_000)
+    for i in range(10):
+        log.record("ada", "PUT", f"/v2/x/{i}", 403, "no")
+        now[0] += 1
+    assert len(_rows(tmp_path, "ada")) == 4  # 3 + "no more are logged"
+    now[0] += 3600
+    log.record("ada", "PUT", "/v2/x/later", 403, "no")
+    log.record("bob", "GET", "/v2/y", 403, "no")  # others keep their own window
+    rows = _rows(tmp_path, "ada")
+    assert [r["target"] for r in rows][-1] == "/v2/x/later"
+    assert len(rows) == 5 and len(_rows(tmp_path, "bob")) == 1
+    for i in range(10):  # the new window is capped as the first was
+        log.record("ada", "PUT", f"/v2/z/{i}", 403, "no")
+    assert len(_rows(tmp_path, "ada")) == 5 + 3
+
+
+def _rows(directory, caller: str) -> list[dict]:
+    lines = (directory / "denied.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["caller"] == caller]
+
+
 def test_cli(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("COURSE_STATE_DIR", str(tmp_path))
     assert grader_main(["engine", "scope", "settings", "--prefix", "class"]) == 0
