@@ -66,3 +66,62 @@ def test_grader_uids_dial_the_registry_and_reach_the_proxy(routed, uids) -> None
     assert answers[1].startswith("POST 401"), answers  # no credential: nothing written
     control = _dial(None, probes=1)  # root: the registry itself
     assert control[0].startswith("GET 200"), control
+
+
+#: uids no process has (past the kernels'), and a registry address nothing answers on: the
+#: route test touches neither the real routes nor a grading running beside it.
+TEST_UIDS = (rootless.KERNEL_UIDS[1] + 100, rootless.KERNEL_UIDS[1] + 110)
+TEST_REGISTRY = "127.0.0.1:5197"
+
+
+#: the test range's owner match, and an older, overlapping range's
+OWNERS = {f"{TEST_UIDS[0]}-{TEST_UIDS[1] - 1}", f"{TEST_UIDS[0] - 5}-{TEST_UIDS[0] + 4}"}
+
+
+def _listed() -> list[list[str]]:
+    """``iptables -t nat -S GRADER-SCOPE``, each rule without its ``-A GRADER-SCOPE``."""
+    chain = registry_scope.ROUTE_CHAIN
+    out = proc.run(["iptables", "-w", "5", "-t", "nat", "-S", chain], timeout=30).stdout
+    return [ln.split()[2:] for ln in out.splitlines() if ln.startswith(f"-A {chain} ")]
+
+
+def _test_routes() -> list[str]:
+    return [" ".join(r) for r in _listed() if set(r) & OWNERS]
+
+
+def _drop_test_routes() -> None:
+    for r in _listed():
+        if set(r) & OWNERS:
+            rootless._iptables("-D", registry_scope.ROUTE_CHAIN, *r, table="nat", check=False)
+
+
+def _rule(owner: str, registry: str, proxy: str) -> list[str]:
+    host, _, port = registry.rpartition(":")
+    return ["-m", "owner", "--uid-owner", owner, "-d", f"{host}/32", "-p", "tcp", "-m", "tcp",
+            "--dport", port, "-j", "DNAT", "--to-destination", proxy]  # fmt: skip
+
+
+def test_routes_are_replaced_never_piled_up() -> None:
+    """route_to_proxy twice, then for a moved proxy: one rule per uid range, none stale (an
+    older grader's rule to the old port and one for an overlapping older range are gone); a
+    rule for the same uids and another registry stays."""
+    lo, hi = TEST_UIDS
+    owner = f"{lo}-{hi - 1}"
+    chain = registry_scope.ROUTE_CHAIN
+    legacy = _rule(f"{lo - 5}-{lo + 4}", TEST_REGISTRY, "127.0.0.1:5080")
+    other = _rule(owner, "127.0.0.1:5196", "127.0.0.1:5080")
+    try:
+        registry_scope.route_to_proxy(TEST_UIDS, TEST_REGISTRY, "127.0.0.1:5080")
+        registry_scope.route_to_proxy(TEST_UIDS, TEST_REGISTRY, "127.0.0.1:5080")
+        assert len(_test_routes()) == 1, _test_routes()
+        for rule in (legacy, other):  # what an older grader left, and another registry's
+            rootless._iptables("-A", chain, *rule, table="nat")
+        registry_scope.route_to_proxy(TEST_UIDS, TEST_REGISTRY, "127.0.0.1:580")
+        rules = _test_routes()
+        ours = [r for r in rules if "--dport 5197" in r]
+        assert len(ours) == 1 and ours[0].endswith("--to-destination 127.0.0.1:580"), rules
+        assert len([r for r in rules if "--dport 5196" in r]) == 1, rules
+        assert ours == [r for r in rules if "5197" in r] and len(rules) == 2, rules
+    finally:
+        _drop_test_routes()
+    assert _test_routes() == []

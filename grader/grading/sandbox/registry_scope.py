@@ -21,6 +21,7 @@ import hashlib
 import time
 from collections.abc import Iterator
 
+from grader import proc
 from grader.engine import rootless, scope
 from grader.engine.config import settings
 from grader.grading.report import Finding
@@ -97,15 +98,58 @@ def route_to_proxy(uids: tuple[int, int], registry: str, proxy: str) -> None:
     kernels, per-run docker clients) open to ``registry`` reach ``proxy`` instead (a DNAT in
     nat OUTPUT), so the name a lab or build.sh uses stays the registry's while the proxy
     decides. The filter rules of those uids must accept the proxy's port, not the registry's.
-    Rules are only added, never flushed (graders beside this one may use them)."""
+
+    Idempotent: afterwards the chain holds exactly one rule for these uids and ``registry``,
+    this one. A rule of theirs that points elsewhere (a proxy since moved) or names a range
+    overlapping theirs (an older uid layout) is dropped once the new rule stands first, so
+    they are never sent straight to the registry meanwhile. Rules for other uids and other
+    registries (a test's own registry on this machine) stay."""
     ipt = rootless._iptables
-    host, _, port = registry.rpartition(":")
-    rule = ["-m", "owner", "--uid-owner", f"{uids[0]}-{uids[1] - 1}", "-d", f"{host}/32",
-            "-p", "tcp", "-m", "tcp", "--dport", port,
-            "-j", "DNAT", "--to-destination", proxy]  # fmt: skip
+    owner = f"{uids[0]}-{uids[1] - 1}"
+    rule = _route_rule(owner, registry, proxy)
     if not ipt("-n", "-L", ROUTE_CHAIN, table="nat", check=False):
         ipt("-N", ROUTE_CHAIN, table="nat")
     if not ipt("-C", ROUTE_CHAIN, *rule, table="nat", check=False):
-        ipt("-A", ROUTE_CHAIN, *rule, table="nat")
+        ipt("-I", ROUTE_CHAIN, "1", *rule, table="nat")
+    for stale in _stale_routes(uids, registry, proxy):
+        ipt("-D", ROUTE_CHAIN, *stale, table="nat", check=False)
     if not ipt("-C", "OUTPUT", "-j", ROUTE_CHAIN, table="nat", check=False):
         ipt("-I", "OUTPUT", "1", "-j", ROUTE_CHAIN, table="nat")
+
+
+def _route_rule(owner: str, registry: str, proxy: str) -> list[str]:
+    host, _, port = registry.rpartition(":")
+    return ["-m", "owner", "--uid-owner", owner, "-d", f"{host}/32",
+            "-p", "tcp", "-m", "tcp", "--dport", port,
+            "-j", "DNAT", "--to-destination", proxy]  # fmt: skip
+
+
+def routes() -> list[list[str]]:
+    """The chain's rules as ``iptables -S`` prints them, without ``-A CHAIN``."""
+    argv = ["iptables", "-w", "5", "-t", "nat", "-S", ROUTE_CHAIN]
+    listed = proc.run(argv, timeout=30, check=False).stdout
+    prefix = f"-A {ROUTE_CHAIN} "
+    return [ln[len(prefix) :].split() for ln in listed.splitlines() if ln.startswith(prefix)]
+
+
+def _stale_routes(uids: tuple[int, int], registry: str, proxy: str) -> list[list[str]]:
+    """Rules for ``registry`` whose uid range overlaps ``uids``, but for the first that is
+    exactly today's (duplicates and rules pointing elsewhere)."""
+    host, _, port = registry.rpartition(":")
+    out, kept = [], False
+    for r in routes():
+        lo, _, hi = _arg(r, "--uid-owner").partition("-")
+        if _arg(r, "-d") != f"{host}/32" or _arg(r, "--dport") != port or not lo.isdigit():
+            continue
+        if int(hi or lo) < uids[0] or int(lo) >= uids[1]:
+            continue  # other uids
+        today = (int(lo), int(hi or lo) + 1) == tuple(uids)
+        if today and _arg(r, "--to-destination") == proxy and not kept:
+            kept = True
+        else:
+            out.append(r)
+    return out
+
+
+def _arg(rule: list[str], flag: str) -> str:
+    return rule[rule.index(flag) + 1] if flag in rule and rule.index(flag) + 1 < len(rule) else ""
