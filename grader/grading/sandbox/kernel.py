@@ -135,24 +135,22 @@ def firewall(registry: str, proxy: str) -> None:
     image names stay as they are and the proxy decides; the registry's own port, every other
     host, loopback or LAN service (JupyterLab, the hub, a database) is refused, IPv6 too.
     Rules are only added, never flushed (iptables' lock orders concurrent graders), except
-    an earlier version's rule that let kernels reach the registry's own port."""
-    host, _, port = registry.rpartition(":")
+    a port other than the proxy's: an earlier proxy's, or an earlier version's rule for the
+    registry's own port."""
     phost, _, pport = proxy.rpartition(":")
     owners = ["-m", "owner", "--uid-owner", f"{KERNEL_UIDS[0]}-{KERNEL_UIDS[1] - 1}"]
     allow = [
         ["-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"],
         ["-d", f"{phost}/32", "-p", "tcp", "-m", "tcp", "--dport", pport, "-j", "ACCEPT"],
     ]
-    direct = ["-d", f"{host}/32", "-p", "tcp", "-m", "tcp", "--dport", port, "-j", "ACCEPT"]
     ipt = rootless._iptables
     registry_scope.route_to_proxy(KERNEL_UIDS, registry, proxy)
     if not ipt("-n", "-L", KERNEL_CHAIN, check=False):
         ipt("-N", KERNEL_CHAIN)
-    while direct != allow[1] and ipt("-D", KERNEL_CHAIN, *direct, check=False):
-        pass
     for rule in allow:
         if not ipt("-C", KERNEL_CHAIN, *rule, check=False):
             ipt("-A", KERNEL_CHAIN, *rule)
+    _drop_other_ports(f"{phost}/32", pport)
     # OUTPUT: the jump first, then the REJECT (each inserted at the top, REJECT before)
     if not ipt("-C", "OUTPUT", *owners, "-j", "REJECT", check=False):
         ipt("-I", "OUTPUT", "1", *owners, "-j", "REJECT")
@@ -162,6 +160,19 @@ def firewall(registry: str, proxy: str) -> None:
         rule6 = ["OUTPUT", *owners, "-j", "REJECT"]
         if not proc.run(["ip6tables", "-w", "5", "-C", *rule6], timeout=30, check=False).ok:
             proc.run(["ip6tables", "-w", "5", "-I", *rule6], timeout=30, check=False)
+
+
+def _drop_other_ports(host: str, port: str) -> None:
+    """Every ACCEPT of a port in the chain but the proxy's one address."""
+    listed = proc.run(["iptables", "-w", "5", "-S", KERNEL_CHAIN], timeout=30, check=False)
+    for line in listed.stdout.splitlines():
+        rule = line.split()[2:]
+        if not line.startswith(f"-A {KERNEL_CHAIN} ") or "--dport" not in rule:
+            continue
+        if rule[rule.index("--dport") + 1] != port or (
+            "-d" in rule and rule[rule.index("-d") + 1] != host
+        ):
+            rootless._iptables("-D", KERNEL_CHAIN, *rule, check=False)
 
 
 # --- the launcher ----------------------------------------------------------------------
