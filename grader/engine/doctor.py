@@ -122,6 +122,7 @@ def diagnose(cfg: Settings | None = None) -> Report:
         _probe_builder(r, containerd_store)
     _probe_binfmt(r)
     registry_ok = _probe_registry(r, cfg)
+    _probe_scope_port(r, cfg)
     if info is not None and registry_ok:
         _probe_base_images(r, cfg)
     return r
@@ -297,6 +298,30 @@ def _probe_registry(r: Report, cfg: Settings) -> bool:
         f"{UP} (starts Debian's docker-registry on {cfg.registry_host})",
     )
     return ok
+
+
+def _probe_scope_port(r: Report, cfg: Settings) -> None:
+    """The registry scope proxy's port must be one only root may bind (Linux only)."""
+    from grader.engine import scope
+
+    if platform.system() != "Linux":
+        return
+    now = scope.status(cfg)
+    listen = now["listen"] or scope.default_listen()
+    bad = scope.squattable(listen)
+    lowest = scope.unprivileged_port_start()
+    r.add(
+        "scope proxy port",
+        not bad,
+        f"{', '.join(listen)} ({'running' if now['running'] else 'not running'}; "
+        f"ports below {lowest} only root may bind)"
+        + (f": {', '.join(bad)} any local user could bind while the proxy is down" if bad else ""),
+        "sysctl -w net.ipv4.ip_unprivileged_port_start=1024"
+        if lowest <= scope.DEFAULT_PORT
+        else "grader engine scope stop && grader engine scope start "
+        f"(it listens on 127.0.0.1:{scope.DEFAULT_PORT})",
+        required=False,
+    )
 
 
 def _probe_base_images(r: Report, cfg: Settings) -> None:

@@ -28,7 +28,8 @@ The interface (everything else is internal):
 
     start(cfg=None, listen=None) -> dict     # idempotent; pid and log under <state>/
     stop(cfg=None) -> bool                   # stops only the proxy the course started
-    status(cfg=None) -> dict                 # {"running", "pid", "listen", "upstream", "callers"}
+    status(cfg=None) -> dict                 # {"running", "pid", "listen", "upstream", "callers",
+                                             #  "warning": a port any user could bind, or None}
     add_caller(name, namespace=None, admin=False, cfg=None, shared=False, rooted=False) -> str
     remove_caller(name, cfg=None) -> bool
     callers(cfg=None) -> dict[str, dict]     # name -> {"namespace", "admin", "rooted"}
@@ -67,12 +68,18 @@ from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from pathlib import Path
 
-DEFAULT_PORT = 5080
+#: A privileged port (below ``net.ipv4.ip_unprivileged_port_start``, 1024 unless lowered):
+#: only root may bind it, so while the proxy is down no local user (a hub learner, a grading
+#: uid) can listen there and receive the credentials the DNAT rules send to it.
+DEFAULT_PORT = 580
+#: Where earlier versions listened by default (unprivileged): a proxy restarted from there
+#: moves to :data:`DEFAULT_PORT`.
+FORMER_PORTS = (5080,)
 DEFAULT_READ_ONLY = ("library", "cache")
 REALM = "course registry"
 #: What the proxy's policy understands; a running proxy of another version is restarted by
 #: :func:`start` (one that predates rooted callers would refuse their every request).
-POLICY_VERSION = "6-read-only-for-all"
+POLICY_VERSION = "7-privileged-port"
 BODY_BUFFER = 512 * 1024  # per direction of a connection, while a body streams
 
 # distribution's reference grammar (reference/regexp.go), lower case only.
@@ -1110,6 +1117,9 @@ async def serve(
     proxy.say(
         f"scope proxy on {', '.join(f'{h}:{p}' for h, p in listen)} -> {upstream[0]}:{upstream[1]}"
     )
+    warning = _squat_warning([f"{h}:{p}" for h, p in listen])
+    if warning:
+        proxy.say(f"warning: {warning}")
     await asyncio.gather(*(s.serve_forever() for s in servers))
 
 
@@ -1135,6 +1145,33 @@ def default_listen() -> list[str]:
     return [f"127.0.0.1:{os.environ.get('COURSE_SCOPE_PORT') or DEFAULT_PORT}"]
 
 
+def unprivileged_port_start() -> int:
+    """The lowest port any user may bind (``net.ipv4.ip_unprivileged_port_start``)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text())
+    except (OSError, ValueError):
+        return 1024  # the kernel's default (and every non-Linux system's rule)
+
+
+def squattable(listen: list[str]) -> list[str]:
+    """The addresses of ``listen`` that a user other than root could bind while the proxy is
+    down, and so receive the connections (and credentials) sent to the proxy."""
+    lowest = unprivileged_port_start()
+    return [a for a in listen if _hostport(a)[1] >= lowest]
+
+
+def _squat_warning(listen: list[str]) -> str | None:
+    bad = squattable(listen)
+    if not bad:
+        return None
+    return (
+        f"the scope proxy's {', '.join(bad)} is not a privileged port here "
+        f"(net.ipv4.ip_unprivileged_port_start = {unprivileged_port_start()}): while it is "
+        "down any local user may listen there and receive the credentials sent to it; "
+        f"use a port below that (default {DEFAULT_PORT}) or raise the sysctl to 1024"
+    )
+
+
 def status(cfg=None) -> dict:
     from grader.engine import services
 
@@ -1156,6 +1193,7 @@ def status(cfg=None) -> dict:
         "upstream": cfg.registry_host,
         "callers": count,
         "log": str(cfg.logfile("scope")),
+        "warning": _squat_warning(listen) if pid else None,
     }
 
 
@@ -1169,8 +1207,8 @@ def start(cfg=None, listen: list[str] | None = None) -> dict:
     directory = scope_dir(cfg)
     if now["running"] and _running_version(directory) == POLICY_VERSION:
         return now
-    if now["running"]:  # an older proxy: the same addresses, today's policy
-        listen = now["listen"] or listen
+    if now["running"]:  # an older proxy: its addresses (a former default moves), today's policy
+        listen = _moved(now["listen"]) or listen
         services.stop_service(cfg, "scope")
     listen = listen or default_listen()
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -1193,6 +1231,12 @@ def start(cfg=None, listen: list[str] | None = None) -> dict:
     tail = "\n".join(cfg.logfile("scope").read_text(errors="replace").splitlines()[-10:])
     services.stop_service(cfg, "scope")
     raise RuntimeError(f"the scope proxy did not come up on {listen[0]}; log:\n{tail}")
+
+
+def _moved(listen: list[str]) -> list[str]:
+    """``listen`` with an address on a former default port moved to today's default."""
+    out = [default_listen()[0] if _hostport(a)[1] in FORMER_PORTS else a for a in listen]
+    return list(dict.fromkeys(out))
 
 
 def _running_version(directory: Path) -> str | None:
@@ -1272,6 +1316,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.action in ("start", "status"):
         out = start(listen=args.listen) if args.action == "start" else status()
         print(json.dumps(out, indent=1))
+        if out.get("warning"):
+            print(f"warning: {out['warning']}", file=sys.stderr)
         return 0 if out["running"] or args.action == "status" else 1
     if args.action == "stop":
         print("stopped" if stop() else "the scope proxy was not running")

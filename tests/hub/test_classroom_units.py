@@ -60,8 +60,8 @@ def test_the_example_class_list_in_the_repository_reads() -> None:
 def test_the_registry_is_named_by_course_registry_on_a_hub(monkeypatch) -> None:
     from grader.course.labkit import registry_host
 
-    monkeypatch.setenv("COURSE_REGISTRY", "10.233.0.1:5080")
-    assert registry_host() == "10.233.0.1:5080"
+    monkeypatch.setenv("COURSE_REGISTRY", "10.233.0.1:580")
+    assert registry_host() == "10.233.0.1:580"
     monkeypatch.delenv("COURSE_REGISTRY")
     assert registry_host().startswith("127.0.0.1:")
 
@@ -74,11 +74,11 @@ def test_the_registry_client_uses_what_docker_login_stored(tmp_path, monkeypatch
 
     auth = base64.b64encode(b"ada:s3cret:with-colon").decode()
     (tmp_path / "config.json").write_text(
-        json.dumps({"auths": {"http://10.233.0.1:5080": {"auth": auth}, "bad": {"auth": "%%"}}})
+        json.dumps({"auths": {"http://10.233.0.1:580": {"auth": auth}, "bad": {"auth": "%%"}}})
     )
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
-    assert docker_credentials() == {"10.233.0.1:5080": ("ada", "s3cret:with-colon")}
-    assert RegistryClient().credentials == {"10.233.0.1:5080": ("ada", "s3cret:with-colon")}
+    assert docker_credentials() == {"10.233.0.1:580": ("ada", "s3cret:with-colon")}
+    assert RegistryClient().credentials == {"10.233.0.1:580": ("ada", "s3cret:with-colon")}
     assert RegistryClient(credentials={}).credentials == {}
     (tmp_path / "config.json").write_text("[" * 100_000)  # hostile: nesting, not a dict
     assert docker_credentials() == {}

@@ -183,7 +183,7 @@ for name, repo in (("library-push", "library/wall-{run}:1"),
     probe(name, rc == 0, out)
 rc, out = push(f"{{REG}}/lab04/run-{run}:1", "rob was here")  # the name lab's kernel used
 print("SHARED-NAME", rc, out[-300:] if rc else "")
-PROBE = ('for to in "10.233.0.1 5000" "10.233.0.1 5080"; do printf "POST '
+PROBE = ('for to in "10.233.0.1 5000" "10.233.0.1 580"; do printf "POST '
          '/v2/library/wall-run-{run}/blobs/uploads/ HTTP/1.0\r\nHost: r\r\n'
          'Content-Length: 0\r\n\r\n" | nc -w 3 $to 2>&1 | head -1 | '
          'sed "s/^/REGISTRY-ANSWER $to: /"; done')

@@ -35,7 +35,7 @@ def test_refused_findings_are_capped(monkeypatch):
 
 def test_a_proxy_that_cannot_start_is_an_engine_error(monkeypatch):
     def broken(*a, **k):
-        raise RuntimeError("the scope proxy did not come up on 127.0.0.1:5080")
+        raise RuntimeError("the scope proxy did not come up on 127.0.0.1:580")
 
     monkeypatch.setattr(scope, "start", broken)
     with pytest.raises(rootless.EngineError, match="scope proxy cannot start"):

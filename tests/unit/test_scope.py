@@ -288,3 +288,45 @@ def test_cli(tmp_path, monkeypatch, capsys):
     assert grader_main(["engine", "scope", "remove", "ada"]) == 0
     assert grader_main(["engine", "scope", "status"]) == 0
     assert json.loads(capsys.readouterr().out.split("\n", 1)[1])["running"] is False
+
+
+#: Binds HOST:PORT and prints the errno name (or "bound").
+BIND = """
+import errno, socket, sys
+s = socket.socket()
+try:
+    s.bind((sys.argv[1], int(sys.argv[2])))
+    print("bound")
+except OSError as e:
+    print(errno.errorcode.get(e.errno, e.errno))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runs the probe as another uid (setpriv)")
+def test_only_root_may_bind_the_proxys_port():
+    """While the proxy is down a local user (a hub learner, a grading uid) cannot listen on
+    its port and receive the credentials the DNAT rules send there: the kernel refuses the
+    bind (EACCES) before it looks whether the port is taken. Assumes
+    net.ipv4.ip_unprivileged_port_start stays at 1024 (the doctor warns where it is lower)."""
+    from grader import proc
+    from grader.engine import rootless
+
+    host, port = scope._hostport(scope.default_listen()[0])
+    uid = rootless.RUN_UIDS[0] + 7
+    argv = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+    done = proc.run([*argv, "/usr/bin/python3", "-c", BIND, host, str(port)], timeout=30, cwd="/")
+    assert done.stdout.strip() == "EACCES", (port, done.stdout, done.stderr[-500:])
+    assert port < scope.unprivileged_port_start() and scope.squattable([f"{host}:{port}"]) == []
+
+
+def test_an_unprivileged_port_is_named(monkeypatch):
+    assert scope.squattable(["127.0.0.1:5123", "127.0.0.1:580"]) == ["127.0.0.1:5123"]
+    monkeypatch.setattr(scope, "unprivileged_port_start", lambda: 0)  # sysctl lowered
+    assert "any local user may listen there" in scope._squat_warning(["127.0.0.1:580"])
+    assert scope._squat_warning([]) is None
+
+
+def test_a_proxy_on_a_former_default_port_moves(monkeypatch):
+    monkeypatch.delenv("COURSE_SCOPE_PORT", raising=False)
+    moved = scope._moved(["127.0.0.1:5080", "127.0.0.1:5123", "127.0.0.1:580"])
+    assert moved == ["127.0.0.1:580", "127.0.0.1:5123"]
