@@ -330,3 +330,20 @@ def test_a_proxy_on_a_former_default_port_moves(monkeypatch):
     monkeypatch.delenv("COURSE_SCOPE_PORT", raising=False)
     moved = scope._moved(["127.0.0.1:5080", "127.0.0.1:5123", "127.0.0.1:580"])
     assert moved == ["127.0.0.1:580", "127.0.0.1:5123"]
+
+
+def test_the_doctor_names_a_port_any_user_could_bind(monkeypatch, cfg):
+    from grader.engine import doctor
+
+    def probe(listen):
+        monkeypatch.setattr(scope, "status", lambda cfg=None: {"running": True, "listen": listen})
+        r = doctor.Report()
+        doctor._probe_scope_port(r, cfg)
+        return r.checks[0]
+
+    assert probe(["127.0.0.1:580"]).ok
+    old = probe(["127.0.0.1:5080"])  # a proxy an older grader started
+    assert not old.ok and not old.required and "scope start" in old.remedy
+    monkeypatch.setattr(scope, "unprivileged_port_start", lambda: 80)
+    low = probe(["127.0.0.1:580"])
+    assert not low.ok and "ip_unprivileged_port_start=1024" in low.remedy
