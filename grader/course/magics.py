@@ -181,7 +181,28 @@ if not any(a == "--metadata-file" or a.startswith("--metadata-file=") for a in r
 sys.stderr.write({start!r} + " " + json.dumps({{"id": os.getpid(), "argv": ["docker", *args],
                                                  "metadata": meta}}) + "\\n")
 sys.stderr.flush()
-code = subprocess.call([REAL, *args[: k + 1], *extra, *rest])
+RACE = __import__("re").compile(r"unexpected status from (HEAD|GET|PUT) request to \\S+"
+                                r"/manifests/\\S+: 500|invalid checksum digest format")
+
+
+def build():
+    """Run the build, its stderr passed on line by line; (exit status, the registry's tag
+    race seen in its output)."""
+    p = subprocess.Popen([REAL, *args[: k + 1], *extra, *rest], stderr=subprocess.PIPE)
+    seen = False
+    for line in iter(p.stderr.readline, b""):
+        sys.stderr.buffer.write(line)
+        sys.stderr.flush()
+        seen = seen or bool(RACE.search(line.decode("utf-8", "replace")))
+    return p.wait(), seen
+
+
+code, race = build()
+if code != 0 and race:  # registry-tag-race (grader.known_errors): a push is idempotent
+    sys.stderr.write("[course] the course registry failed to read a tag while it was being "
+                     "written (registry-tag-race); pushing again, once\\n")
+    sys.stderr.flush()
+    code, race = build()
 sys.stderr.write({end!r} + " " + json.dumps({{"id": os.getpid(), "returncode": code}}) + "\\n")
 sys.stderr.flush()
 sys.exit(code)

@@ -4,10 +4,13 @@ known (digest from buildx's metadata), and the same text is graded by the analys
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -171,3 +174,39 @@ def test_a_tag_left_on_one_platform_by_the_second_push_is_repaired(tmp_path, uni
     _put_manifest(f"{unique_repo}:v1", client.fetch_child(foreign, foreign.manifests[0]))
     assert magics.repair_pushed_tags(v1) == []
     assert client.fetch_manifest(f"{unique_repo}:v1").digest != v1.digest
+
+
+@pytest.fixture
+def flaky_registry(registry_host):
+    """tests/engine/flaky_registry.py on a free port, in front of the course registry."""
+    from scopekit import free_port
+
+    port, upstream = free_port(), registry_host.rpartition(":")[2]
+    script = Path(__file__).with_name("flaky_registry.py")
+    front = subprocess.Popen([sys.executable, str(script), str(port), upstream],
+                             stderr=subprocess.DEVNULL)  # fmt: skip
+    for _ in range(50):
+        if RegistryClient(timeout=2).answers(f"127.0.0.1:{port}"):
+            break
+        time.sleep(0.1)
+    yield f"127.0.0.1:{port}"
+    front.kill()
+    front.wait()
+
+
+def test_a_push_that_meets_the_tag_race_is_run_again_once(tmp_path, flaky_registry, unique_repo):
+    """dockerd's second push reads a tag and gets the registry's 500 (buildx exits 1 with
+    "unexpected status from HEAD request to ...: 500", and writes no metadata): the magic's
+    docker runs the build once more, says why, and the cell succeeds."""
+    (tmp_path / "Dockerfile").write_text("FROM busybox:latest\nARG N\nRUN echo $N > /n\n")
+    repo = unique_repo.replace(unique_repo.split("/")[0], flaky_registry, 1)
+    text = (
+        "docker buildx build --builder default --platform linux/amd64,linux/arm64 "
+        f'--build-arg N={uuid.uuid4().hex} -t "$IMAGE:v1" --push .\n'
+    )
+    cell = magics.run_cell("t-race", text, cwd=tmp_path, namespace={"IMAGE": repo}, panels=False)
+    assert cell.ok, cell.output
+    said = [line for line in cell.output if "registry-tag-race" in line]
+    assert len(said) == 1 and "pushing again, once" in said[0], cell.output
+    (build,) = cell.builds
+    assert RegistryClient(timeout=10).fetch_manifest(f"{unique_repo}:v1").digest == build.digest
