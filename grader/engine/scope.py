@@ -58,6 +58,7 @@ import json
 import os
 import re
 import secrets
+import socket
 import stat
 import sys
 import time
@@ -79,7 +80,7 @@ DEFAULT_READ_ONLY = ("library", "cache")
 REALM = "course registry"
 #: What the proxy's policy understands; a running proxy of another version is restarted by
 #: :func:`start` (one that predates rooted callers would refuse their every request).
-POLICY_VERSION = "7-privileged-port"
+POLICY_VERSION = "8-per-uid-budgets"
 BODY_BUFFER = 512 * 1024  # per direction of a connection, while a body streams
 
 # distribution's reference grammar (reference/regexp.go), lower case only.
@@ -152,7 +153,8 @@ class Limits:
     """Every resource the proxy spends has a cap (each one has a test that hits it)."""
 
     max_connections: int = 128
-    max_inflight_per_caller: int = 32
+    max_connections_per_uid: int = 64  # who owns the client's socket (the kernel says)
+    max_inflight_per_caller: int = 32  # anonymous readers: per uid
     max_header_bytes: int = 16 * 1024  # request line + headers (Go's default is 1 MiB)
     max_headers: int = 64
     max_manifest_bytes: int = 4 * 1024 * 1024  # distribution's own manifest limit
@@ -691,6 +693,36 @@ async def _copy_chunked(src, dst, limit: int | None, timeout: float, frame: bool
             dst.write(b"\r\n")
 
 
+def _proc_net_address(host: str, port: int) -> str | None:
+    """``host:port`` as /proc/net/tcp{,6} writes a socket's address (hex, in host order)."""
+    try:
+        raw = socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+    except OSError:
+        return None
+    words = [raw[i : i + 4] for i in range(0, len(raw), 4)]
+    return "".join(w[::-1].hex().upper() for w in words) + f":{port:04X}"
+
+
+def peer_uid(peer) -> int | None:
+    """The uid that owns the client's end of a TCP connection on this host: the kernel's
+    table (/proc/net/tcp, tcp6) lists each socket's local address and owner. None when the
+    client is not on this host's network namespace (or the table cannot be read)."""
+    if not isinstance(peer, tuple) or len(peer) < 2:
+        return None
+    address = _proc_net_address(str(peer[0]), int(peer[1]))
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table, encoding="ascii") as fh:
+                next(fh, None)
+                for line in fh:
+                    fields = line.split()
+                    if len(fields) > 7 and fields[1] == address:
+                        return int(fields[7])
+        except (OSError, ValueError):
+            continue
+    return None
+
+
 class _Collected:
     """A body read into memory, as the writer that the copy helpers write to."""
 
@@ -718,6 +750,7 @@ class Proxy:
     upstream: tuple[str, int]
     limits: Limits = field(default_factory=Limits)
     connections: int = 0
+    per_uid: dict[int | None, int] = field(default_factory=dict)
     inflight: dict[str, int] = field(default_factory=dict)
     manifest_locks: weakref.WeakValueDictionary = field(default_factory=weakref.WeakValueDictionary)
 
@@ -725,14 +758,18 @@ class Proxy:
         print(f"{time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.connections >= self.limits.max_connections:
-            self.log.record("-", "-", "-", 503, "too many connections")
-            writer.write(error_response(503, "TOOMANYREQUESTS", "too many connections", close=True))
+        uid = peer_uid(writer.get_extra_info("peername"))
+        why = self._over_connections(uid)
+        if why:
+            self.log.record("-", "-", "-", 503, why)
+            writer.write(error_response(503, "TOOMANYREQUESTS", why, close=True))
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.drain(), 5)
             writer.close()
             return
         self.connections += 1
+        self.per_uid[uid] = self.per_uid.get(uid, 0) + 1
+        writer.peer_uid = uid
         try:
             first = True
             while await self._one(reader, writer, first):
@@ -741,7 +778,19 @@ class Proxy:
             pass
         finally:
             self.connections -= 1
+            self.per_uid[uid] -= 1
+            if not self.per_uid[uid]:
+                del self.per_uid[uid]
             writer.close()
+
+    def _over_connections(self, uid: int | None) -> str | None:
+        """Why a new connection is refused: too many in all, or from the uid that owns the
+        client's socket (so one learner's engine cannot take every connection)."""
+        if self.connections >= self.limits.max_connections:
+            return "too many connections"
+        if self.per_uid.get(uid, 0) >= self.limits.max_connections_per_uid:
+            return f"too many connections from uid {uid}"
+        return None
 
     async def _head(self, reader: asyncio.StreamReader, first: bool) -> bytes | None:
         """The next request's head; None when the client is done (EOF or idle)."""
@@ -829,13 +878,16 @@ class Proxy:
         )
         if length and length > cap:
             raise Refused(413, "SIZE_INVALID", f"request body over {cap} bytes")
-        if self.inflight.get(caller.name, 0) >= self.limits.max_inflight_per_caller:
+        budget = caller.name
+        if caller is ANONYMOUS:  # one budget per uid, not one for every reader of library/
+            budget = f"{caller.name}/uid-{getattr(writer, 'peer_uid', None)}"
+        if self.inflight.get(budget, 0) >= self.limits.max_inflight_per_caller:
             raise Refused(
                 429,
                 "TOOMANYREQUESTS",
                 f"more than {self.limits.max_inflight_per_caller} requests at once",
             )
-        self.inflight[caller.name] = self.inflight.get(caller.name, 0) + 1
+        self.inflight[budget] = self.inflight.get(budget, 0) + 1
         try:
             if route.kind == "catalog":
                 return await self._catalog(caller, writer)
@@ -843,7 +895,7 @@ class Proxy:
                 return await self._forward_manifest(req, route, length, cap, reader, writer)
             return await self._forward(req, route.target(drop), length, cap, reader, writer)
         finally:
-            self.inflight[caller.name] -= 1
+            self.inflight[budget] -= 1
 
     def _own(self, caller: Caller, route: Route) -> Route:
         """The route with a rooted caller's names read inside its namespace (:func:`own_name`):

@@ -7,8 +7,11 @@ import base64
 import collections
 import hashlib
 import json
+import os
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -471,6 +474,7 @@ def tight(tmp_path, registry_host):
         tmp_path,
         registry_host,
         max_connections=4,
+        max_connections_per_uid=3,
         max_inflight_per_caller=1,
         max_header_bytes=4096,
         max_headers=20,
@@ -491,13 +495,44 @@ def _auth(p: ScopeProxy) -> str:
     )
 
 
+NOBODY = 65534
+AS_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+
+
+def _as_nobody(port: int, hold: bool) -> subprocess.Popen:
+    """A client as uid 65534: it holds a connection (``hold``) or sends one request and prints
+    the answer's status line."""
+    code = (
+        "import socket, sys, time\n"
+        f"s = socket.create_connection(('127.0.0.1', {port}))\n"
+        + ("print('up', flush=True); time.sleep(60)\n" if hold else
+           "s.sendall(b'GET /v2/ HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n')\n"
+           "print(s.recv(200).split(b'\\r\\n')[0].decode(), flush=True)\n")
+    )  # fmt: skip
+    argv = [*AS_NOBODY, sys.executable, "-I", "-c", code]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="holds connections as another uid (setpriv)")
 def test_too_many_connections(tight):
-    held = [socket.create_connection(("127.0.0.1", tight.port)) for _ in range(4)]
+    """4 in all, at most 3 from one uid (the kernel says whose socket it is)."""
+    held = [socket.create_connection(("127.0.0.1", tight.port)) for _ in range(3)]
+    other = _as_nobody(tight.port, hold=True)
     try:
         time.sleep(0.3)
         answer = raw_exchange(tight.port, b"GET /v2/ HTTP/1.1\r\n\r\n")
         assert answer.startswith(b"HTTP/1.1 503") and b"too many connections" in answer
+        assert b"from uid" not in answer  # the global cap
+        assert other.stdout.readline().strip() == "up"
+        other.kill()
+        other.wait()
+        time.sleep(0.3)
+        answer = raw_exchange(tight.port, b"GET /v2/ HTTP/1.1\r\n\r\n")
+        assert b"too many connections from uid 0" in answer, answer  # root's 3 are enough
+        probe = _as_nobody(tight.port, hold=False)  # another uid still gets in
+        assert probe.communicate(timeout=30)[0].startswith("HTTP/1.1 401"), "nobody refused"
     finally:
+        other.kill()
         for s in held:
             s.close()
     time.sleep(0.3)
@@ -643,3 +678,23 @@ def test_a_tag_written_and_read_at_once_never_answers_500(proxy, run_id):
     for t in threads:
         t.join()
     assert seen == {("PUT", 201): 240, ("HEAD", 200): 240}, seen
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="reads as another uid (setpriv)")
+def test_anonymous_readers_have_a_budget_per_uid(tight):
+    """Reads of library/ without a credential (dockerd's mirror pulls) are budgeted per uid:
+    one uid's requests in flight do not starve another's pulls."""
+    tags = "/v2/library/busybox/tags/list"
+    with socket.create_connection(("127.0.0.1", tight.port)) as slow:  # root, in flight
+        slow.sendall(f"GET {tags} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc".encode())
+        time.sleep(0.3)
+        again = raw_exchange(tight.port, f"GET {tags} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert again.startswith(b"HTTP/1.1 429"), again[:200]
+        code = (
+            "import socket\n"
+            f"s = socket.create_connection(('127.0.0.1', {tight.port}))\n"
+            f"s.sendall(b'GET {tags} HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n')\n"
+            "print(s.recv(200).split(b'\\r\\n')[0].decode(), flush=True)\n"
+        )
+        done = proc.run([*AS_NOBODY, sys.executable, "-I", "-c", code], timeout=30)
+        assert done.stdout.startswith("HTTP/1.1 200"), done.stdout
