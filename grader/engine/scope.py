@@ -80,7 +80,7 @@ DEFAULT_READ_ONLY = ("library", "cache")
 REALM = "course registry"
 #: What the proxy's policy understands; a running proxy of another version is restarted by
 #: :func:`start` (one that predates rooted callers would refuse their every request).
-POLICY_VERSION = "8-per-uid-budgets"
+POLICY_VERSION = "9-denied-log-rotates"
 BODY_BUFFER = 512 * 1024  # per direction of a connection, while a body streams
 
 # distribution's reference grammar (reference/regexp.go), lower case only.
@@ -528,9 +528,11 @@ class DeniedLog:
         self._write((json.dumps(row) + "\n").encode())
 
     def _write(self, line: bytes) -> None:
+        """Append; past half the total the file becomes ``<name>.1`` (replacing the one
+        before), so the log never stops and both files stay within ``total_bytes``."""
         try:
-            if self.path.exists() and self.path.stat().st_size + len(line) > self.total_bytes:
-                return
+            if self.path.exists() and self.path.stat().st_size + len(line) > self.total_bytes // 2:
+                os.replace(self.path, rotated(self.path))
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             with os.fdopen(fd, "ab") as fh:
                 fh.write(line)
@@ -538,17 +540,23 @@ class DeniedLog:
             print(f"denied log: {e}", file=sys.stderr)
 
 
+def rotated(path: Path) -> Path:
+    return path.with_name(path.name + ".1")
+
+
 def denied(caller: str | None = None, since: float | None = None, cfg=None) -> list[dict]:
     """The refused requests (newest last), for one caller and after ``since`` (epoch s)."""
+    path = scope_dir(cfg) / "denied.jsonl"
     rows = []
-    with contextlib.suppress(FileNotFoundError), open(scope_dir(cfg) / "denied.jsonl") as fh:
-        for line in fh:
-            with contextlib.suppress(ValueError):
-                row = json.loads(line)
-                if (caller is None or row.get("caller") == caller) and (
-                    since is None or row.get("time", 0) >= since
-                ):
-                    rows.append(row)
+    for part in (rotated(path), path):
+        with contextlib.suppress(FileNotFoundError), open(part) as fh:
+            for line in fh:
+                with contextlib.suppress(ValueError):
+                    row = json.loads(line)
+                    if (caller is None or row.get("caller") == caller) and (
+                        since is None or row.get("time", 0) >= since
+                    ):
+                        rows.append(row)
     return rows
 
 

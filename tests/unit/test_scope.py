@@ -246,7 +246,22 @@ def test_denied_log_is_capped(tmp_path):
     big = scope.DeniedLog(tmp_path / "big.jsonl", per_caller=10**6, total_bytes=2000)
     for i in range(100):
         big.record(f"c{i}", "GET", "/v2/" + "z" * 200, 403, "no")
-    assert (tmp_path / "big.jsonl").stat().st_size <= 2000
+    sizes = [(tmp_path / name).stat().st_size for name in ("big.jsonl", "big.jsonl.1")]
+    assert sum(sizes) <= 2000, sizes
+    # it never stops: the newest refusal is always there (the file rotates at half the total)
+    assert json.loads((tmp_path / "big.jsonl").read_text().splitlines()[-1])["caller"] == "c99"
+
+
+def test_denied_reads_the_rotated_log_too(tmp_path):
+    cfg = Settings(tmp_path, 5000)
+    directory = scope.scope_dir(cfg)
+    directory.mkdir(parents=True, exist_ok=True)
+    log = scope.DeniedLog(directory / "denied.jsonl", per_caller=10**6, total_bytes=4000)
+    for i in range(30):
+        log.record("ada", "GET", f"/v2/x/{i}", 403, "no")
+    assert (directory / "denied.jsonl.1").exists()
+    targets = [r["target"] for r in scope.denied("ada", cfg=cfg)]
+    assert targets[-1] == "/v2/x/29" and targets == sorted(targets, key=lambda t: int(t[6:]))
 
 
 def test_denied_log_cap_is_a_rolling_window(tmp_path, monkeypatch):
