@@ -49,6 +49,7 @@ __all__ = [
     "CheckSkipped",
     "ShResult",
     "counted",
+    "from_autograde",
     "lab_header",
     "lab_status",
     "needs_engine",
@@ -369,6 +370,21 @@ def counted(report: Any, requires: Mapping[str, Sequence[str]]) -> Any:
             c = replace(c, status="fail", points=0.0, findings=[*c.findings, why])
         out.criteria.append(c)
     return out
+
+
+def from_autograde(report: Any) -> Any:
+    """Under ``grader autograde``: ``report`` with the criteria the kernel's jail cannot grade
+    (``idempotent``, ``runs``: build.sh in the grader's own sandbox) as ``grader autograde``
+    graded them, outside the jail, before this notebook ran (:mod:`grader.grading.handoff`);
+    anywhere else (your own JupyterLab) ``report`` as it is."""
+    from grader.grading import handoff
+
+    trusted = handoff.read()
+    if trusted is None:
+        return report
+    ids = " and ".join(handoff.SANDBOX_CRITERIA)
+    _print(f"{ids}: graded by grader autograde in its build.sh sandbox before this notebook ran")
+    return handoff.merged(report, trusted)
 
 
 def show_report(report: Any, *, file=None, skipped: str = "") -> None:

@@ -69,3 +69,12 @@ class Report:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Report:
+        """The report :meth:`to_dict` wrote (``score`` and ``max_score`` are recomputed)."""
+        criteria = [
+            CriterionResult(**{**c, "findings": [Finding(**f) for f in c.get("findings", [])]})
+            for c in data["criteria"]
+        ]
+        return cls(submission=data["submission"], criteria=criteria)

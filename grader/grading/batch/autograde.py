@@ -39,11 +39,14 @@ from pathlib import Path
 from grader import proc
 from grader.engine import rootless
 from grader.engine.config import settings
-from grader.grading.checks.run import namespace_for
+from grader.grading import handoff
+from grader.grading.checks.run import claim_worker, namespace_for
+from grader.grading.criteria import ASSIGNMENT
 from grader.grading.sandbox import kernel as jailed
 from grader.grading.sandbox import registry_scope
 
 MiB = 1024 * 1024
+REPORT_FILE = "challenge-report.json"  # in the run folder: the handoff to the kernel launcher
 
 
 class AutogradeError(Exception):
@@ -144,7 +147,7 @@ def autograde(
     os.chmod(run_dir, 0o700)
     try:
         if engine:
-            with rootless.claimed(proxy, name=registry) as eng:
+            with claim_worker(registry) as eng:  # the proxy; build.sh's clients reach it too
                 say(f"worker engine {eng.n} up ({eng.host})")
                 return _grade_all(assignment, course, names, run_dir, limits, timeout,
                                   student_timeout, eng, say)  # fmt: skip
@@ -180,6 +183,7 @@ def _grade_all(assignment, course, names, run_dir, limits, timeout, student_time
         engine_group=eng.client_group if eng else None,
         registry=eng.registry if eng else None,
         registry_auth=str(run_dir / "registry-auth.json"),
+        report=str(run_dir / REPORT_FILE),
         limits=limits or jailed.KernelLimits(),
     ).write(config)
     share = run_dir / "share"
@@ -194,7 +198,7 @@ def _grade_all(assignment, course, names, run_dir, limits, timeout, student_time
         started = time.monotonic()
         try:
             run = _grade_one(assignment, course, student, run_dir, env, timeout,
-                             student_timeout, tag, say)  # fmt: skip
+                             student_timeout, eng, tag, say)  # fmt: skip
         except rootless.EngineError as e:  # this student only: the others are still graded
             run = StudentRun(student, False, time.monotonic() - started, str(e))
             say(f"{tag}: FAILED ({e})")
@@ -202,17 +206,25 @@ def _grade_all(assignment, course, names, run_dir, limits, timeout, student_time
     return runs
 
 
-def _grade_one(assignment, course, student, run_dir, env, timeout, student_timeout, tag, say):
-    """One student's ``nbgrader autograde`` with their own registry credential."""
+def _grade_one(assignment, course, student, run_dir, env, timeout, student_timeout, eng, tag,
+               say):  # fmt: skip
+    """One student's ``nbgrader autograde`` with their own registry credential; for the
+    challenge, after the sandbox graded their build.sh (:func:`pregrade`)."""
     started = time.monotonic()
-    with student_credential(student, run_dir / "registry-auth.json") as refusals:
-        stream = proc.stream(
-            _nbgrader_argv(assignment, student, timeout),
-            timeout=student_timeout, env=env, cwd=course,
-        )  # fmt: skip
-        tail: list[str] = []
-        for _, line in stream:
-            tail = [*tail[-40:], line]
+    report = run_dir / REPORT_FILE
+    try:
+        if assignment == ASSIGNMENT and eng is not None:
+            pregrade(course / "submitted" / student / assignment, student, eng, report, tag, say)
+        with student_credential(student, run_dir / "registry-auth.json") as refusals:
+            stream = proc.stream(
+                _nbgrader_argv(assignment, student, timeout),
+                timeout=student_timeout, env=env, cwd=course,
+            )  # fmt: skip
+            tail: list[str] = []
+            for _, line in stream:
+                tail = [*tail[-40:], line]
+    finally:
+        report.unlink(missing_ok=True)  # the next student's kernel never sees this one's
     refused = tuple(refusals)
     if refused:
         say(f"{tag}: the registry refused {len(refused)} request(s): " + "; ".join(refused[:3]))
@@ -226,6 +238,34 @@ def _grade_one(assignment, course, student, run_dir, env, timeout, student_timeo
     detail = "\n".join(tail[-15:])
     say(f"{tag}: FAILED ({stream.error.reason})\n{detail}")
     return StudentRun(student, False, seconds, detail, refused)
+
+
+def pregrade(
+    submission: Path, student: str, eng: rootless.WorkerEngine, report: Path, tag: str, say
+) -> None:
+    """The challenge graded as ``grader batch`` grades it (build.sh run twice in the sandbox,
+    on this worker engine, behind the proxy, its pushes confined to :func:`check_namespace`),
+    written to ``report`` (root-only) for the kernel launcher (:mod:`grader.grading.handoff`).
+    When it cannot be graded, no report: the notebook's own check says why."""
+    from grader.grading import api
+    from grader.grading.checks.run import EngineOptions
+
+    started = time.monotonic()
+    opts = EngineOptions(namespace=check_namespace(student), engine=eng)
+    try:
+        graded, _ = api.grade(submission, engine=opts)
+    except (api.SubmissionUnreadable, ValueError, OSError) as e:
+        say(f"{tag}: the sandbox could not grade build.sh: {e}")
+        return
+    handoff.write(graded, report)
+    got = ", ".join(f"{c}: {graded.criterion(c).status}" for c in handoff.SANDBOX_CRITERIA)
+    say(f"{tag}: build.sh graded in the sandbox ({got}) in {time.monotonic() - started:.0f} s")
+
+
+def check_namespace(student: str) -> str:
+    """Where :func:`pregrade` confines build.sh's pushes: ``autograde-check/<id>-<hash>``, a
+    name no kernel reaches (a kernel's names are read inside ``autograde/<id>-<hash>``)."""
+    return "autograde-check/" + student_namespace(student).split("/", 1)[1]
 
 
 def student_namespace(student: str) -> str:

@@ -35,12 +35,14 @@ import json
 import os
 import secrets
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from grader import proc
 from grader.engine import rootless
 from grader.engine.rootless import KERNEL_UIDS
+from grader.grading import handoff
 from grader.grading.sandbox import jail, registry_scope, seccomp
 
 MiB = 1024 * 1024
@@ -71,6 +73,9 @@ class JailConfig:
     #: root-only file: the docker config.json with the student's registry credential, which
     #: ``grader autograde`` rewrites before each student (the kernel's clients send it)
     registry_auth: str | None = None
+    #: root-only file: the challenge's report ``grader autograde`` graded outside the jail for
+    #: the student being graded (absent: none); the kernel reads it at handoff.KERNEL_PATH
+    report: str | None = None
     limits: KernelLimits = field(default_factory=KernelLimits)
 
     def write(self, path: Path) -> None:
@@ -287,6 +292,7 @@ def kernel_argv(cwd: Path, connection: bytes, cfg: JailConfig, uid: int, kdir: P
                   f"{jail.CLIENT_CONFIG}/buildx"]  # fmt: skip
     if cfg.registry:
         env["COURSE_REGISTRY"] = cfg.registry
+    binds += _report_binds(cfg, parents)
     for root in _python_roots():
         binds += [*parents(root), "--ro-bind", root, root]
     grader_pkg = os.path.join(_grader_root(), "grader")
@@ -326,6 +332,20 @@ def kernel_argv(cwd: Path, connection: bytes, cfg: JailConfig, uid: int, kdir: P
         sys.executable, "-m", "ipykernel_launcher", "-f", CONNECTION,
         "--HistoryManager.hist_file=:memory:",
     ]  # fmt: skip
+
+
+def _report_binds(cfg: JailConfig, parents: Callable[[str], list[str]]) -> list[str]:
+    """The report as a root-owned read-only file at handoff.KERNEL_PATH (a copy: the kernel
+    never sees root's file), when ``grader autograde`` wrote one for this student."""
+    try:
+        data = Path(cfg.report).read_bytes() if cfg.report else None
+    except FileNotFoundError:
+        data = None
+    if data is None:
+        return []
+    fd = str(_data_fd(data))
+    return [*parents(handoff.KERNEL_PATH), "--perms", "0444", "--ro-bind-data", fd,
+            handoff.KERNEL_PATH]  # fmt: skip
 
 
 def launch(config: Path, connection_file: Path) -> None:
