@@ -45,9 +45,10 @@ def _root_only(st: os.stat_result) -> bool:
     return st.st_uid == 0 and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
-def read(path: str | os.PathLike = KERNEL_PATH) -> Report | None:
-    """The report at ``path`` when root wrote it there and nobody else could have; else None."""
-    path = Path(path)
+def read(path: str | os.PathLike | None = None) -> Report | None:
+    """The report at ``path`` (default :data:`KERNEL_PATH`) when root wrote it there and
+    nobody else could have; else None."""
+    path = Path(path or KERNEL_PATH)
     try:
         st = os.lstat(path)
         if not (stat.S_ISREG(st.st_mode) and _root_only(st)):

@@ -488,17 +488,44 @@ def test_clear_errors(tmp_path: Path, monkeypatch, capsys) -> None:
 def test_challenge_reference_solution_scores_full_marks_behind_the_wall(
     tmp_path: Path, monkeypatch
 ) -> None:
-    """source/07-challenge's reference solution, autograded through the wall: the kernel's
-    ``bash build.sh`` and the checks' builds go to the worker engine, and every criterion the
-    jailed kernel can check scores its points (10 of 12).
+    """source/07-challenge autograded through the wall. ``ada`` submits the reference solution:
+    the kernel's ``bash build.sh`` and the checks' builds go to the worker engine, and before
+    the notebook runs, ``grader autograde`` (root, outside the jail) grades build.sh in the
+    grader's own sandbox (two runs behind the gate, as uids of their own), which cannot start
+    inside the kernel's jail: the notebook takes ``idempotent`` and ``runs`` from that
+    report, read-only in the jail, and every criterion scores (12 of 12).
 
-    Known gap (docs/grading-safely.md): ``idempotent`` and ``runs`` need the grader's own
-    build.sh sandbox (two more runs behind the gate, as a uid of their own), which needs
-    root and so cannot start inside the kernel's jail; they score 0 here, with the sandbox's
-    own reason. ``sudo grader batch`` grades those criteria behind the same wall."""
+    ``bob`` submits the same with the starter's build.sh (plain ``docker build``, nothing
+    pushed): the sandbox's report fails ``runs``, ``idempotent`` does not count, and the
+    Dockerfile's criteria still pass."""
     repo = Path(__file__).resolve().parents[2]
     aid = "07-challenge"
-    course = tmp_path / "course"
+    course = _challenge_course(repo, tmp_path / "course", aid)
+    _challenge_submission(repo, course, aid, "ada")
+    bob = _challenge_submission(repo, course, aid, "bob")
+    shutil.copy(course / "labs" / aid / "build.sh", bob / "build.sh")
+    lines: list[str] = []
+    monkeypatch.delenv("COURSE_GRADEBOOK", raising=False)
+    runs = ag.autograde(aid, course=course, students=["ada", "bob"], say=lines.append)
+    assert all(r.ok for r in runs), [r.detail for r in runs]
+    sandboxed = {"test-idempotent", "test-runs"}
+    ada, ada_out = _challenge_grades(course, aid, "ada")
+    assert ada.keys() > sandboxed, ada
+    assert all(score == top for score, top in ada.values()), (ada, ada_out[-4000:])
+    assert sum(top for _, top in ada.values()) == 12, ada
+    bob_grades, bob_out = _challenge_grades(course, aid, "bob")
+    assert all(bob_grades[k][0] == 0 for k in sandboxed), (bob_grades, bob_out[-4000:])
+    assert bob_grades["test-build"][0] == 1 and bob_grades["test-cross-compile"][0] == 2
+    assert "build.sh pushed no image" in bob_out, bob_out[-4000:]
+    for out in (ada_out, bob_out):  # the sandbox's report, not the jail's own attempt
+        assert "graded by grader autograde in its build.sh sandbox" in out, out[-4000:]
+        assert "the grading sandbox cannot start here" not in out, out[-4000:]
+    said = "\n".join(lines)
+    assert "ada: build.sh graded in the sandbox (idempotent: pass, runs: pass)" in said, said
+    assert "bob: build.sh graded in the sandbox" in said and "runs: fail" in said, said
+
+
+def _challenge_course(repo: Path, course: Path, aid: str) -> Path:
     (course / "source").mkdir(parents=True)
     shutil.copy(repo / "nbgrader_config.py", course / "nbgrader_config.py")
     shutil.copytree(repo / "source" / aid, course / "source" / aid)
@@ -506,11 +533,16 @@ def test_challenge_reference_solution_scores_full_marks_behind_the_wall(
     done = proc.run([sys.executable, "-m", "nbgrader", "generate_assignment", aid, "--force"],
                     timeout=900, cwd=course, env=env, check=False)  # fmt: skip
     assert done.ok, done.stderr[-3000:]
+    return course
+
+
+def _challenge_submission(repo: Path, course: Path, aid: str, student: str) -> Path:
+    """The released lab with the source's answers and the reference solution's files."""
     source_nb = nbformat.read(repo / "source" / aid / f"{aid}.ipynb", as_version=4)
     answers = {
         c.id: c.source for c in source_nb.cells if c.metadata.get("nbgrader", {}).get("solution")
     }
-    dest = course / "submitted" / "ada" / aid
+    dest = course / "submitted" / student / aid
     shutil.copytree(course / "labs" / aid, dest)
     nb = nbformat.read(dest / f"{aid}.ipynb", as_version=4)
     for cell in nb.cells:
@@ -518,24 +550,16 @@ def test_challenge_reference_solution_scores_full_marks_behind_the_wall(
             cell.source = answers[cell.id]
     nbformat.write(nb, dest / f"{aid}.ipynb")
     shutil.copytree(repo / "source" / aid / "reference-solution", dest, dirs_exist_ok=True)
-    lines: list[str] = []
-    monkeypatch.delenv("COURSE_GRADEBOOK", raising=False)
-    runs = ag.autograde(aid, course=course, students=["ada"], say=lines.append)
-    assert all(r.ok for r in runs), [r.detail for r in runs]
+    return dest
 
+
+def _challenge_grades(course: Path, aid: str, student: str):
     from nbgrader.api import Gradebook
 
     with Gradebook(f"sqlite:///{course}/gradebook.db", "multiplatform-builds") as gb:
-        sub = gb.find_submission_notebook(aid, aid, "ada")
+        sub = gb.find_submission_notebook(aid, aid, student)
         grades = {g.name: (g.score, g.max_score) for g in sub.grades}
-    outputs = _outputs_of(course / "autograded" / "ada" / aid / f"{aid}.ipynb")
-    needs_root = {"test-idempotent", "test-runs"}
-    assert grades.keys() > needs_root, grades
-    full = {k: v for k, v in grades.items() if k not in needs_root}
-    assert all(score == top for score, top in full.values()), (grades, outputs[-4000:])
-    assert sum(top for _, top in full.values()) == 10, grades
-    assert all(grades[k][0] == 0 for k in needs_root), grades
-    assert "the grading sandbox cannot start here" in outputs, outputs[-4000:]
+    return grades, _outputs_of(course / "autograded" / student / aid / f"{aid}.ipynb")
 
 
 def _outputs_of(path: Path) -> str:
