@@ -90,9 +90,15 @@ def test_student_namespaces_are_apart():
 def test_an_autograde_namespace_is_always_a_name_the_proxy_takes(tmp_path, monkeypatch, student):
     """A student id cut at 40 characters must not end in a separator (found in review: the
     proxy refused the name and the whole autograde run stopped with a traceback)."""
-    from grader.grading.batch.autograde import student_namespace
+    from grader.grading.batch.autograde import check_namespace, student_namespace
 
     monkeypatch.setenv("COURSE_STATE_DIR", str(tmp_path))
     ns = student_namespace(student)
     scope.check_name(ns)
     scope.add_caller("kern-1", namespace=ns, rooted=True, cfg=settings())
+    # the challenge's sandbox grading before the kernel: a plain (confined) caller's name,
+    # beside the kernel's and out of its reach
+    check = check_namespace(student)
+    scope.add_caller("chk-1", namespace=check, cfg=settings())
+    kernel = scope.Caller("kern-1", ns, rooted=True)
+    assert scope.own_name(kernel, check + "/07-challenge/hello", ()).startswith(ns + "/")

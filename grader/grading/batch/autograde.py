@@ -254,8 +254,8 @@ def pregrade(
     opts = EngineOptions(namespace=check_namespace(student), engine=eng)
     try:
         graded, _ = api.grade(submission, engine=opts)
-    except (api.SubmissionUnreadable, ValueError, OSError) as e:
-        say(f"{tag}: the sandbox could not grade build.sh: {e}")
+    except Exception as e:  # this student's notebook is still graded, without the report
+        say(f"{tag}: the sandbox could not grade build.sh: {type(e).__name__}: {e}")
         return
     handoff.write(graded, report)
     got = ", ".join(f"{c}: {graded.criterion(c).status}" for c in handoff.SANDBOX_CRITERIA)
