@@ -517,6 +517,7 @@ def test_challenge_reference_solution_scores_full_marks_behind_the_wall(
     assert all(bob_grades[k][0] == 0 for k in sandboxed), (bob_grades, bob_out[-4000:])
     assert bob_grades["test-build"][0] == 1 and bob_grades["test-cross-compile"][0] == 2
     assert "build.sh pushed no image" in bob_out, bob_out[-4000:]
+    assert "autograde-check/bob-" in bob_out, bob_out[-4000:]  # the sandbox's own finding
     for out in (ada_out, bob_out):  # the sandbox's report, not the jail's own attempt
         assert "graded by grader autograde in its build.sh sandbox" in out, out[-4000:]
         assert "the grading sandbox cannot start here" not in out, out[-4000:]

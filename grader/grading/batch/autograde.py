@@ -247,19 +247,29 @@ def pregrade(
     on this worker engine, behind the proxy, its pushes confined to :func:`check_namespace`),
     written to ``report`` (root-only) for the kernel launcher (:mod:`grader.grading.handoff`).
     When it cannot be graded, no report: the notebook's own check says why."""
-    from grader.grading import api
-    from grader.grading.checks.run import EngineOptions
-
     started = time.monotonic()
-    opts = EngineOptions(namespace=check_namespace(student), engine=eng)
     try:
-        graded, _ = api.grade(submission, engine=opts)
+        graded = _sandbox_grade(submission, student, eng)
     except Exception as e:  # this student's notebook is still graded, without the report
         say(f"{tag}: the sandbox could not grade build.sh: {type(e).__name__}: {e}")
         return
     handoff.write(graded, report)
     got = ", ".join(f"{c}: {graded.criterion(c).status}" for c in handoff.SANDBOX_CRITERIA)
     say(f"{tag}: build.sh graded in the sandbox ({got}) in {time.monotonic() - started:.0f} s")
+
+
+def _sandbox_grade(submission: Path, student: str, eng: rootless.WorkerEngine):
+    """``grader batch``'s grading of one submission; graded again once when the grading
+    machine failed (a restarted proxy, a registry that stopped answering), as a batch does."""
+    from grader.grading import api
+    from grader.grading.batch.run import machine_faults
+    from grader.grading.checks.run import EngineOptions
+
+    opts = EngineOptions(namespace=check_namespace(student), engine=eng)
+    graded, _ = api.grade(submission, engine=opts)
+    if machine_faults(graded, settings().registry_host):
+        graded, _ = api.grade(submission, engine=opts)
+    return graded
 
 
 def check_namespace(student: str) -> str:
