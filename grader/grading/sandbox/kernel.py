@@ -18,7 +18,9 @@ Inside the jail: /usr, a few /etc files, a passwd/group of its own, the interpre
 and its base Python, read-only at their own paths), the ``grader`` package read-only, the
 connection file (a read-only copy), the scratch copy at the notebook folder's path, a private
 /tmp and HOME, and the worker engine's socket at :data:`ENGINE_SOCKET` (DOCKER_HOST) with a
-root-owned read-only DOCKER_CONFIG. The root filesystem is read-only. The course root, the
+root-owned read-only DOCKER_CONFIG, and for the challenge the report ``grader autograde``
+graded outside the jail (a read-only copy at :data:`handoff.KERNEL_PATH`). The root
+filesystem is read-only. The course root, the
 gradebook, source/, release/, other students' folders and /root are not there. The host's
 network is shared (the kernel's ZMQ sockets listen on loopback for nbclient).
 
