@@ -60,6 +60,7 @@ import re
 import secrets
 import socket
 import stat
+import struct
 import sys
 import time
 import urllib.parse
@@ -80,7 +81,7 @@ DEFAULT_READ_ONLY = ("library", "cache")
 REALM = "course registry"
 #: What the proxy's policy understands; a running proxy of another version is restarted by
 #: :func:`start` (one that predates rooted callers would refuse their every request).
-POLICY_VERSION = "9-denied-log-rotates"
+POLICY_VERSION = "10-repository-locks"
 BODY_BUFFER = 512 * 1024  # per direction of a connection, while a body streams
 
 # distribution's reference grammar (reference/regexp.go), lower case only.
@@ -701,34 +702,59 @@ async def _copy_chunked(src, dst, limit: int | None, timeout: float, frame: bool
             dst.write(b"\r\n")
 
 
-def _proc_net_address(host: str, port: int) -> str | None:
-    """``host:port`` as /proc/net/tcp{,6} writes a socket's address (hex, in host order)."""
+NETLINK_SOCK_DIAG, SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, SO_ORIGINAL_DST = 4, 20, 1, 80
+
+
+def _original_dst(sock: socket.socket) -> tuple[str, int]:
+    """Where the client connected to: before a DNAT rule sent it here (conntrack's
+    SO_ORIGINAL_DST), else this socket's own address."""
     try:
-        raw = socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+        raw = sock.getsockopt(socket.SOL_IP, SO_ORIGINAL_DST, 16)
+        if int.from_bytes(raw[:2], sys.byteorder) == socket.AF_INET:
+            return socket.inet_ntop(socket.AF_INET, raw[4:8]), int.from_bytes(raw[2:4], "big")
     except OSError:
-        return None
-    words = [raw[i : i + 4] for i in range(0, len(raw), 4)]
-    return "".join(w[::-1].hex().upper() for w in words) + f":{port:04X}"
+        pass
+    host, port = sock.getsockname()[:2]
+    return host, port
 
 
-def peer_uid(peer) -> int | None:
-    """The uid that owns the client's end of a TCP connection on this host: the kernel's
-    table (/proc/net/tcp, tcp6) lists each socket's local address and owner. None when the
-    client is not on this host's network namespace (or the table cannot be read)."""
-    if not isinstance(peer, tuple) or len(peer) < 2:
-        return None
-    address = _proc_net_address(str(peer[0]), int(peer[1]))
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table, encoding="ascii") as fh:
-                next(fh, None)
-                for line in fh:
-                    fields = line.split()
-                    if len(fields) > 7 and fields[1] == address:
-                        return int(fields[7])
-        except (OSError, ValueError):
-            continue
-    return None
+def _diag_uid(family: int, src: tuple[str, int], dst: tuple[str, int]) -> int | None:
+    """The owner of the one TCP socket whose local end is ``src`` and remote end ``dst``:
+    an exact lookup in the kernel's socket table (netlink sock_diag), no scan."""
+
+    def addr(ip: str) -> bytes:
+        raw = socket.inet_pton(family, ip)
+        return raw + bytes(16 - len(raw))
+
+    sockid = struct.pack(">HH", src[1], dst[1]) + addr(src[0]) + addr(dst[0])
+    sockid += struct.pack("=III", 0, 0xFFFFFFFF, 0xFFFFFFFF)  # any interface, no cookie
+    req = struct.pack("=BBBBI", family, socket.IPPROTO_TCP, 0, 0, 0xFFFFFFFF) + sockid
+    msg = struct.pack("=IHHII", 16 + len(req), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, 1, 0)
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG) as nl:
+        nl.settimeout(1)
+        nl.send(msg + req)
+        data = nl.recv(8192)
+    if len(data) < 88 or struct.unpack_from("=H", data, 4)[0] != SOCK_DIAG_BY_FAMILY:
+        return None  # NLMSG_ERROR: no such socket here
+    return struct.unpack_from("=I", data, 80)[0]  # inet_diag_msg.idiag_uid
+
+
+def peer_identity(sock: socket.socket | None) -> str:
+    """Who is on the other end of a connection: ``uid N``, the owner of the client's socket
+    as the kernel knows it (exact 4-tuple, so neither a TIME_WAIT socket on the same port nor
+    an IPv4-mapped IPv6 socket can pass for another uid), or ``ip A`` for a client in another
+    network namespace (a pod, a VM)."""
+    try:
+        peer, dst = sock.getpeername()[:2], _original_dst(sock)
+    except (OSError, AttributeError):
+        return "unknown"
+    ip = peer[0].removeprefix("::ffff:")
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    with contextlib.suppress(OSError, ValueError, struct.error):
+        uid = _diag_uid(family, (ip, peer[1]), dst)
+        if uid is not None:
+            return f"uid {uid}"
+    return f"ip {ip}"
 
 
 class _Collected:
@@ -758,7 +784,7 @@ class Proxy:
     upstream: tuple[str, int]
     limits: Limits = field(default_factory=Limits)
     connections: int = 0
-    per_uid: dict[int | None, int] = field(default_factory=dict)
+    per_uid: dict[str, int] = field(default_factory=dict)  # peer_identity -> connections
     inflight: dict[str, int] = field(default_factory=dict)
     manifest_locks: weakref.WeakValueDictionary = field(default_factory=weakref.WeakValueDictionary)
 
@@ -766,7 +792,9 @@ class Proxy:
         print(f"{time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        uid = peer_uid(writer.get_extra_info("peername"))
+        uid = None
+        if self.connections < self.limits.max_connections:  # the cheap cap first
+            uid = peer_identity(writer.get_extra_info("socket"))
         why = self._over_connections(uid)
         if why:
             self.log.record("-", "-", "-", 503, why)
@@ -791,13 +819,13 @@ class Proxy:
                 del self.per_uid[uid]
             writer.close()
 
-    def _over_connections(self, uid: int | None) -> str | None:
+    def _over_connections(self, who: str | None) -> str | None:
         """Why a new connection is refused: too many in all, or from the uid that owns the
         client's socket (so one learner's engine cannot take every connection)."""
-        if self.connections >= self.limits.max_connections:
+        if self.connections >= self.limits.max_connections or who is None:
             return "too many connections"
-        if self.per_uid.get(uid, 0) >= self.limits.max_connections_per_uid:
-            return f"too many connections from uid {uid}"
+        if self.per_uid.get(who, 0) >= self.limits.max_connections_per_uid:
+            return f"too many connections from {who}"
         return None
 
     async def _head(self, reader: asyncio.StreamReader, first: bool) -> bytes | None:
@@ -888,7 +916,7 @@ class Proxy:
             raise Refused(413, "SIZE_INVALID", f"request body over {cap} bytes")
         budget = caller.name
         if caller is ANONYMOUS:  # one budget per uid, not one for every reader of library/
-            budget = f"{caller.name}/uid-{getattr(writer, 'peer_uid', None)}"
+            budget = f"{caller.name}/{getattr(writer, 'peer_uid', 'unknown')}"
         if self.inflight.get(budget, 0) >= self.limits.max_inflight_per_caller:
             raise Refused(
                 429,
@@ -904,6 +932,8 @@ class Proxy:
             return await self._forward(req, route.target(drop), length, cap, reader, writer)
         finally:
             self.inflight[budget] -= 1
+            if not self.inflight[budget]:  # one key per grading caller: forget idle ones
+                del self.inflight[budget]
 
     def _own(self, caller: Caller, route: Route) -> Route:
         """The route with a rooted caller's names read inside its namespace (:func:`own_name`):
@@ -1040,13 +1070,39 @@ class Proxy:
             up_w.close()
 
     async def _forward_manifest(self, req: Request, route: Route, length, cap, reader, writer):
-        """One request at a time per manifest reference (``name``, tag or digest).
+        """One manifest request at a time per repository.
 
-        distribution 2.8's filesystem storage rewrites a tag's link file in place (truncate,
-        then write), so a read beside a write can find it empty and answer 500 "invalid
-        checksum digest format" or 404; dockerd 26 pushes every manifest of a multi-platform
-        image to the tag at once. The body is read before taking the lock and the answer kept
-        until after it (manifests are capped), so no client's pace holds the lock."""
+        distribution 2.8's filesystem storage rewrites link files in place (truncate, then
+        write): a manifest PUT rewrites the tag's link and the revision's, so a read of the
+        tag or of the digest beside it can find a file empty and answer 500 "invalid checksum
+        digest format" or 404; dockerd 26 pushes every manifest of a multi-platform image to
+        the tag at once. The body is read before the lock is taken and the answer kept until
+        after it (manifests are capped), so no client's pace holds the lock, and the wait
+        and the registry's answer share one deadline. Read-only namespaces take no lock:
+        nothing writes them through the proxy."""
+        if (req.header("expect") or "").lower() == "100-continue":
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        body = await self._read_body(reader, length, cap)
+        if any(_under(route.name, ns) for ns in self.scope.read_only):
+            answer = await self._exchange(req, route.target(), body, cap)
+        else:
+            lock = self.manifest_locks.setdefault(route.name, asyncio.Lock())
+
+            async def locked() -> bytes:
+                async with lock:
+                    return await self._exchange(req, route.target(), body, cap)
+
+            try:
+                answer = await asyncio.wait_for(locked(), self.limits.upstream_timeout)
+            except asyncio.TimeoutError:
+                raise Refused(504, "UNAVAILABLE", "the course registry did not answer in time",
+                              log=False) from None  # fmt: skip
+        buffered = asyncio.StreamReader()
+        buffered.feed_data(answer)
+        buffered.feed_eof()
+        return await self._relay_response(req, buffered, writer)
+
+    async def _read_body(self, reader, length, cap: int) -> bytes:
         body = _Collected(cap)
         if length is None:
             try:
@@ -1055,15 +1111,7 @@ class Proxy:
                 raise Refused(413, "SIZE_INVALID", f"request body over {cap} bytes") from None
         elif length:
             await _copy_length(reader, body, length, self.limits.body_timeout)
-        data = bytes(body.data)
-        key = (route.name, route.ref)
-        lock = self.manifest_locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            answer = await self._exchange(req, route.target(), data, cap)
-        buffered = asyncio.StreamReader()
-        buffered.feed_data(answer)
-        buffered.feed_eof()
-        return await self._relay_response(req, buffered, writer)
+        return body.data
 
     async def _exchange(self, req: Request, target: str, body: bytes, cap: int) -> bytes:
         """Send a whole request upstream and read its whole answer (at most ``cap`` bytes of
@@ -1075,14 +1123,14 @@ class Proxy:
                 502, "UNAVAILABLE", "the course registry does not answer", log=False
             ) from None
         try:
-            up_w.write(self._upstream_head(req, target, len(body)) + body)
-            await up_w.drain()
-            answer = b""
+            up_w.writelines([self._upstream_head(req, target, len(body)), body])
+            await _within(up_w.drain(), self.limits.upstream_timeout)
+            answer = bytearray()
             while chunk := await _within(up_r.read(1 << 20), self.limits.upstream_timeout):
                 answer += chunk
                 if len(answer) > cap + (64 << 10):
                     raise Refused(502, "UNAVAILABLE", "the registry's answer is too large")
-            return answer
+            return bytes(answer)
         finally:
             up_w.close()
 

@@ -638,11 +638,12 @@ def test_blobs_stream_without_buffering(proxy, run_id):
 
 
 def test_a_tag_written_and_read_at_once_never_answers_500(proxy, run_id):
-    """distribution 2.8 rewrites a tag's link file in place; four writers and four readers of
-    one tag at once (what dockerd 26 does when it pushes a multi-platform image) make the
-    registry itself answer about one HEAD in seven with 500 or 404 (benchmarks/
-    bench_tag_race.py). Through the proxy, one request per manifest reference at a time:
-    every PUT 201, every HEAD 200."""
+    """distribution 2.8 rewrites a tag's (and a revision's) link file in place; four writers
+    and four readers of one tag at once (what dockerd 26 does when it pushes a multi-platform
+    image) make the registry itself answer about one HEAD in five with 500 or 404
+    (benchmarks/bench_tag_race.py). Through the proxy, one manifest request per repository
+    at a time: every PUT 201, every HEAD (by tag or by digest) 200; a PUT that asks
+    `Expect: 100-continue` gets it."""
     repo, mtype = f"scope/ada/race-{run_id}", "application/vnd.oci.image.manifest.v1+json"
     manifests = []
     for i in range(4):
@@ -657,6 +658,16 @@ def test_a_tag_written_and_read_at_once_never_answers_500(proxy, run_id):
         }).encode())  # fmt: skip
     put = f"/v2/{repo}/manifests/t"
     assert proxy.request("PUT", put, "ada", manifests[0], Content_Type=mtype)[0] == 201
+    expect = (
+        f"Content-Type: {mtype}",
+        f"Content-Length: {len(manifests[2])}",
+        "Expect: 100-continue",
+    )
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as s:
+        s.sendall(head(proxy, "PUT", put, *expect))  # the body only once the proxy says so
+        assert s.recv(64).startswith(b"HTTP/1.1 100 Continue"), "no 100 Continue"
+        s.sendall(manifests[2])
+        assert b"HTTP/1.1 201" in s.recv(4096)
     framed = b"%x\r\n%s\r\n0\r\n\r\n" % (len(manifests[1]), manifests[1])  # chunked works too
     extra = (f"Content-Type: {mtype}", "Transfer-Encoding: chunked", "Connection: close")
     answer = raw_exchange(proxy.port, head(proxy, "PUT", put, *extra) + framed)
@@ -667,12 +678,14 @@ def test_a_tag_written_and_read_at_once_never_answers_500(proxy, run_id):
         for _ in range(60):
             seen["PUT", proxy.request("PUT", put, "ada", body, Content_Type=mtype)[0]] += 1
 
-    def reader() -> None:
-        for _ in range(60):
-            seen["HEAD", proxy.request("HEAD", put, "ada", Accept=mtype)[0]] += 1
+    def reader(body: bytes) -> None:  # by tag and by digest: a PUT rewrites both links
+        by_digest = f"/v2/{repo}/manifests/sha256:{hashlib.sha256(body).hexdigest()}"
+        for i in range(60):
+            path = put if i % 2 else by_digest
+            seen["HEAD", proxy.request("HEAD", path, "ada", Accept=mtype)[0]] += 1
 
     threads = [threading.Thread(target=writer, args=(m,)) for m in manifests]
-    threads += [threading.Thread(target=reader) for _ in range(4)]
+    threads += [threading.Thread(target=reader, args=(m,)) for m in manifests]
     for t in threads:
         t.start()
     for t in threads:

@@ -362,3 +362,47 @@ def test_the_doctor_names_a_port_any_user_could_bind(monkeypatch, cfg):
     monkeypatch.setattr(scope, "unprivileged_port_start", lambda: 80)
     low = probe(["127.0.0.1:580"])
     assert not low.ok and "ip_unprivileged_port_start=1024" in low.remedy
+
+
+PROBE = """
+import socket, sys, time
+port = int(sys.argv[1])
+other = socket.socket(); other.bind(("127.0.0.1", 0)); other.listen()
+first = socket.socket(); first.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+first.connect(other.getsockname())  # closed first: TIME_WAIT on its port
+mine = first.getsockname()[1]
+served = other.accept()[0]
+first.close(); served.close(); time.sleep(0.2)
+v4 = socket.socket(); v4.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+v4.bind(("127.0.0.1", mine)); v4.connect(("127.0.0.1", port))
+v6 = socket.socket(socket.AF_INET6); v6.connect(("::ffff:127.0.0.1", port))
+print("up", flush=True); time.sleep(20)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="connects as another uid (setpriv)")
+def test_peer_identity_is_the_owner_of_the_clients_socket():
+    """The kernel's exact answer: uid 65534 connecting from a port whose TIME_WAIT socket
+    (uid 0 in /proc/net/tcp) is still there, and through an IPv4-mapped IPv6 socket, is
+    uid 65534 both times; a scan of /proc/net/tcp said uid 0 for the first and nothing for
+    the second."""
+    import socket
+    import subprocess
+    import sys
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-I"]
+    probe = subprocess.Popen([*argv, "-c", PROBE, str(srv.getsockname()[1])],
+                             stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert probe.stdout.readline().strip() == "up"
+        accepted = [srv.accept()[0] for _ in range(2)]
+        assert [scope.peer_identity(a) for a in accepted] == ["uid 65534", "uid 65534"]
+        mine = socket.create_connection(srv.getsockname())
+        assert scope.peer_identity(srv.accept()[0]) == f"uid {os.geteuid()}"
+        mine.close()
+    finally:
+        probe.kill()
+        srv.close()
