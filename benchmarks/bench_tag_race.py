@@ -6,7 +6,7 @@ Four writers PUT four different manifests to one tag while four readers HEAD it,
 --rounds times (what dockerd 26 does to a tag when buildx 0.13's docker driver has it push a
 multi-platform image). distribution 2.8 rewrites a tag's link file in place, so a read beside
 a write can answer 500 (or 404). Each run uses a fresh repository under scope/bench-<id>/;
-the proxy (one request at a time per manifest reference) runs on a free port in 5100-5199.
+the proxy (one manifest request at a time per repository) runs on a free port in 5100-5199.
 Prints, per path, the HEADs that were not 200 in each run, and the seconds each run took.
 """
 
