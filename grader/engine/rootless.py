@@ -213,6 +213,48 @@ def _iptables(*args: str, table: str = "filter", check: bool = True) -> bool:
     return proc.run(argv, timeout=30, check=check).ok
 
 
+#: Held around every check-then-change of the grader's iptables chains. iptables' own lock
+#: orders single commands only: two graders that both find a rule missing both add it, and
+#: one that then deletes "the other copy" may delete the last. One file for the machine (the
+#: chains are the machine's), in root's 0711 folder, mode 0600: no one else can hold it.
+IPTABLES_LOCK = RUNTIME / "iptables.lock"
+_ipt_held = threading.local()
+
+
+@contextlib.contextmanager
+def iptables_locked() -> Iterator[None]:
+    """The host-wide lock of :data:`IPTABLES_LOCK`, for a sequence of ``_iptables`` calls
+    that must see no other grader's changes in between (threads and processes alike;
+    re-entrant within a thread)."""
+    import fcntl
+
+    depth = getattr(_ipt_held, "depth", 0)
+    if depth:
+        _ipt_held.depth = depth + 1
+        try:
+            yield
+        finally:
+            _ipt_held.depth = depth
+        return
+    folder = IPTABLES_LOCK.parent
+    folder.mkdir(mode=0o711, parents=True, exist_ok=True)
+    st = folder.stat()
+    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        raise EngineError(f"{folder} must be root's and writable by root alone")
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(IPTABLES_LOCK, flags, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        _ipt_held.depth = 1
+        try:
+            yield
+        finally:
+            _ipt_held.depth = 0
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def nameservers() -> list[str]:
     found = []
     with contextlib.suppress(OSError):
@@ -239,6 +281,7 @@ def _chain(table: str, rules: list[list[str]]) -> None:
             _iptables("-A", CHAIN, *r, table=table)
 
 
+@iptables_locked()
 def firewall(registry_upstream: str, n: int | None = None) -> None:
     """Rules for the engine uids (``--uid-owner BASE-BASE+SLOTS``): DNS and the Debian mirror
     for every engine (CHAIN), the registry upstream for engine ``n`` alone (its own chain,
@@ -247,8 +290,8 @@ def firewall(registry_upstream: str, n: int | None = None) -> None:
 
     An engine whose upstream is the scope proxy can therefore not reach the registry's own
     port, whatever another slot was given. OUTPUT jumps to the slot's chain and CHAIN (ACCEPTs
-    only), then REJECTs the engine uids. Shared rules are only added, never flushed (iptables'
-    lock keeps two graders from racing)."""
+    only), then REJECTs the engine uids. Shared rules are only added, never flushed; the
+    host-wide :func:`iptables_locked` keeps two graders from adding one rule twice."""
     host, _, port = registry_upstream.rpartition(":")
     owners = ["-m", "owner", "--uid-owner", f"{base()}-{base() + SLOTS - 1}"]
     dnat = ["-p", "tcp", "-m", "tcp", "-d", f"{REGISTRY_VIP}/32", "--dport", port,

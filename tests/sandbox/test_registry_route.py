@@ -7,6 +7,7 @@ the registry's own clients) still reaches the registry itself: the control."""
 from __future__ import annotations
 
 import sys
+import threading
 
 import pytest
 
@@ -122,6 +123,46 @@ def test_routes_are_replaced_never_piled_up() -> None:
         assert len(ours) == 1 and ours[0].endswith("--to-destination 127.0.0.1:580"), rules
         assert len([r for r in rules if "--dport 5196" in r]) == 1, rules
         assert ours == [r for r in rules if "5197" in r] and len(rules) == 2, rules
+    finally:
+        _drop_test_routes()
+    assert _test_routes() == []
+
+
+def _ensure_at_once(proxy: str, graders: int = 8) -> None:
+    """``graders`` threads call route_to_proxy together (``grader batch``'s pool claiming
+    workers), released by one barrier; an exception in any is raised here."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    start = threading.Barrier(graders)
+
+    def ensure(_: int) -> None:
+        start.wait(timeout=30)
+        registry_scope.route_to_proxy(TEST_UIDS, TEST_REGISTRY, proxy)
+
+    with ThreadPoolExecutor(graders) as pool:
+        list(pool.map(ensure, range(graders)))
+
+
+def test_concurrent_routes_never_remove_every_copy() -> None:
+    """Graders claiming workers at once each ensure the route, also when the rule still points
+    at a proxy since moved (the first batch after an upgrade): the chain ends with exactly one
+    rule for the uids, the current proxy's, never none (the uids would reach the registry
+    itself, unscoped). Before the host-wide lock each grader that found the rule missing
+    inserted it, then deleted "the duplicate" (``-D`` removes the first match): together
+    they deleted every copy."""
+    owner = f"{TEST_UIDS[0]}-{TEST_UIDS[1] - 1}"
+    chain = registry_scope.ROUTE_CHAIN
+    try:
+        for proxy in ("127.0.0.1:5080", "127.0.0.1:580", "127.0.0.1:581"):
+            for _ in range(3):  # from a rule to an older proxy
+                _drop_test_routes()
+                old = _rule(owner, TEST_REGISTRY, "127.0.0.1:5079")
+                rootless._iptables("-A", chain, *old, table="nat")
+                _ensure_at_once(proxy)
+                rules = _test_routes()
+                assert len(rules) == 1 and rules[0].endswith(f" {proxy}"), (proxy, rules)
+            _ensure_at_once(proxy)  # and from the rule itself
+            assert len(_test_routes()) == 1, _test_routes()
     finally:
         _drop_test_routes()
     assert _test_routes() == []

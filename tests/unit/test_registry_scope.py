@@ -102,3 +102,47 @@ def test_an_autograde_namespace_is_always_a_name_the_proxy_takes(tmp_path, monke
     scope.add_caller("chk-1", namespace=check, cfg=settings())
     kernel = scope.Caller("kern-1", ns, rooted=True)
     assert scope.own_name(kernel, check + "/07-challenge/hello", ()).startswith(ns + "/")
+
+
+def test_a_copy_of_todays_route_is_never_stale(monkeypatch):
+    """``-D`` deletes the first rule that matches: two graders each deleting "the duplicate"
+    of today's rule delete both, so copies of it stay (harmless); only rules pointing
+    elsewhere or naming another overlapping range go."""
+    today = registry_scope._route_rule("100-199", "127.0.0.1:5000", "127.0.0.1:580")
+    moved = registry_scope._route_rule("100-199", "127.0.0.1:5000", "127.0.0.1:5080")
+    older = registry_scope._route_rule("90-149", "127.0.0.1:5000", "127.0.0.1:580")
+    other = registry_scope._route_rule("300-399", "127.0.0.1:5000", "127.0.0.1:5080")
+    listed = [today, moved, today, older, other]
+    monkeypatch.setattr(registry_scope, "routes", lambda: listed)
+    stale = registry_scope._stale_routes((100, 200), "127.0.0.1:5000", "127.0.0.1:580")
+    assert stale == [moved, older]
+
+
+def test_the_iptables_lock_is_roots_and_reentrant(tmp_path, monkeypatch):
+    """One lock file for the machine, mode 0600 in a folder only root writes; a thread that
+    holds it may take it again (kernel.firewall calls route_to_proxy), another waits."""
+    import stat
+    import threading
+
+    lock = tmp_path / "engines" / "iptables.lock"
+    monkeypatch.setattr(rootless, "IPTABLES_LOCK", lock)
+    got = threading.Event()
+
+    def other() -> None:
+        with rootless.iptables_locked():
+            got.set()
+
+    with rootless.iptables_locked():
+        with rootless.iptables_locked():
+            assert stat.S_IMODE(lock.stat().st_mode) == 0o600
+        t = threading.Thread(target=other)
+        t.start()
+        assert not got.wait(0.5)  # held here: the other thread waits
+    t.join(10)
+    assert got.is_set()
+    lock.parent.chmod(0o777)
+    with (
+        pytest.raises(rootless.EngineError, match="writable by root alone"),
+        rootless.iptables_locked(),
+    ):
+        pass

@@ -134,6 +134,7 @@ def jail_problem() -> str | None:
 KERNEL_CHAIN = "GRADER-KERNELS"
 
 
+@rootless.iptables_locked()
 def firewall(registry: str, proxy: str) -> None:
     """The kernels share the host's network (their ZMQ sockets listen on loopback), so the
     kernel uids (:data:`KERNEL_UIDS`) are walled off by ``iptables -m owner``: they may
@@ -141,9 +142,10 @@ def firewall(registry: str, proxy: str) -> None:
     connection to the course registry's address is sent to the proxy (a DNAT), so the labs'
     image names stay as they are and the proxy decides; the registry's own port, every other
     host, loopback or LAN service (JupyterLab, the hub, a database) is refused, IPv6 too.
-    Rules are only added, never flushed (iptables' lock orders concurrent graders), except
-    a port other than the proxy's: an earlier proxy's, or an earlier version's rule for the
-    registry's own port."""
+    Rules are only added, never flushed, except a port other than the proxy's (an earlier
+    proxy's, or an earlier version's rule for the registry's own port); the whole sequence
+    runs under the host-wide :func:`rootless.iptables_locked`, so concurrent graders neither
+    add a rule twice nor delete one another adds."""
     phost, _, pport = proxy.rpartition(":")
     owners = ["-m", "owner", "--uid-owner", f"{KERNEL_UIDS[0]}-{KERNEL_UIDS[1] - 1}"]
     allow = [

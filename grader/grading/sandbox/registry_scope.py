@@ -93,17 +93,21 @@ def refused(caller: str, since: float) -> list[Finding]:
 ROUTE_CHAIN = "GRADER-SCOPE"
 
 
+@rootless.iptables_locked()
 def route_to_proxy(uids: tuple[int, int], registry: str, proxy: str) -> None:
     """Connections that processes of ``uids`` (``[lo, hi)``, on the host's network: jailed
     kernels, per-run docker clients) open to ``registry`` reach ``proxy`` instead (a DNAT in
     nat OUTPUT), so the name a lab or build.sh uses stays the registry's while the proxy
     decides. The filter rules of those uids must accept the proxy's port, not the registry's.
 
-    Idempotent: afterwards the chain holds exactly one rule for these uids and ``registry``,
-    this one. A rule of theirs that points elsewhere (a proxy since moved) or names a range
+    Idempotent: afterwards the chain holds this rule for these uids and ``registry`` and no
+    other. A rule of theirs that points elsewhere (a proxy since moved) or names a range
     overlapping theirs (an older uid layout) is dropped once the new rule stands first, so
-    they are never sent straight to the registry meanwhile. Rules for other uids and other
-    registries (a test's own registry on this machine) stay."""
+    they are never sent straight to the registry meanwhile. A copy of this very rule is never
+    deleted (``-D`` removes the first match: two graders each deleting "the duplicate" would
+    remove both), and the whole check-insert-list-delete runs under the host-wide
+    :func:`rootless.iptables_locked`, so graders claiming workers at once add it once. Rules
+    for other uids and other registries (a test's own registry on this machine) stay."""
     ipt = rootless._iptables
     owner = f"{uids[0]}-{uids[1] - 1}"
     rule = _route_rule(owner, registry, proxy)
@@ -133,10 +137,11 @@ def routes() -> list[list[str]]:
 
 
 def _stale_routes(uids: tuple[int, int], registry: str, proxy: str) -> list[list[str]]:
-    """Rules for ``registry`` whose uid range overlaps ``uids``, but for the first that is
-    exactly today's (duplicates and rules pointing elsewhere)."""
+    """Rules for ``registry`` whose uid range overlaps ``uids`` but that are not exactly
+    today's (rules pointing elsewhere, older ranges). Copies of today's rule are harmless and
+    stay: deleting one by its text deletes whichever copy comes first."""
     host, _, port = registry.rpartition(":")
-    out, kept = [], False
+    out = []
     for r in routes():
         lo, _, hi = _arg(r, "--uid-owner").partition("-")
         if _arg(r, "-d") != f"{host}/32" or _arg(r, "--dport") != port or not lo.isdigit():
@@ -144,9 +149,7 @@ def _stale_routes(uids: tuple[int, int], registry: str, proxy: str) -> list[list
         if int(hi or lo) < uids[0] or int(lo) >= uids[1]:
             continue  # other uids
         today = (int(lo), int(hi or lo) + 1) == tuple(uids)
-        if today and _arg(r, "--to-destination") == proxy and not kept:
-            kept = True
-        else:
+        if not (today and _arg(r, "--to-destination") == proxy):
             out.append(r)
     return out
 
