@@ -308,14 +308,16 @@ def _probe_scope_port(r: Report, cfg: Settings) -> None:
         return
     now = scope.status(cfg)
     listen = now["listen"] or scope.default_listen()
-    bad = scope.squattable(listen)
+    held = now.get("held") or []  # a former port, kept for engines started before the move
+    bad = [a for a in scope.squattable(listen) if a not in held]
     lowest = scope.unprivileged_port_start()
     r.add(
         "scope proxy port",
         not bad,
         f"{', '.join(listen)} ({'running' if now['running'] else 'not running'}; "
         f"ports below {lowest} only root may bind)"
-        + (f": {', '.join(bad)} any local user could bind while the proxy is down" if bad else ""),
+        + (f": {', '.join(bad)} any local user could bind while the proxy is down" if bad else "")
+        + (f"; {now['note']}" if held and now.get("note") else ""),
         "sysctl -w net.ipv4.ip_unprivileged_port_start=1024"
         if lowest <= scope.DEFAULT_PORT
         else "grader engine scope stop && grader engine scope start "

@@ -29,7 +29,9 @@ The interface (everything else is internal):
     start(cfg=None, listen=None) -> dict     # idempotent; pid and log under <state>/
     stop(cfg=None) -> bool                   # stops only the proxy the course started
     status(cfg=None) -> dict                 # {"running", "pid", "listen", "upstream", "callers",
-                                             #  "warning": a port any user could bind, or None}
+                                             #  "warning": a port any user could bind, or None,
+                                             #  "held": former ports kept for older engines,
+                                             #  "note": why they are held, or None}
     add_caller(name, namespace=None, admin=False, cfg=None, shared=False, rooted=False) -> str
     remove_caller(name, cfg=None) -> bool
     callers(cfg=None) -> dict[str, dict]     # name -> {"namespace", "admin", "rooted"}
@@ -75,7 +77,8 @@ from pathlib import Path
 #: uid) can listen there and receive the credentials the DNAT rules send to it.
 DEFAULT_PORT = 580
 #: Where earlier versions listened by default (unprivileged): a proxy restarted from there
-#: moves to :data:`DEFAULT_PORT`.
+#: moves to :data:`DEFAULT_PORT` on the same host and keeps listening on the former address
+#: too (:func:`held`), since engines started before the move still forward there.
 FORMER_PORTS = (5080,)
 DEFAULT_READ_ONLY = ("library", "cache")
 REALM = "course registry"
@@ -1225,9 +1228,12 @@ async def serve(
     proxy.say(
         f"scope proxy on {', '.join(f'{h}:{p}' for h, p in listen)} -> {upstream[0]}:{upstream[1]}"
     )
-    warning = _squat_warning([f"{h}:{p}" for h, p in listen])
+    addresses = [f"{h}:{p}" for h, p in listen]
+    warning = _squat_warning([a for a in addresses if a not in held(addresses)])
     if warning:
         proxy.say(f"warning: {warning}")
+    if held(addresses):
+        proxy.say(f"note: {_held_note(held(addresses))}")
     await asyncio.gather(*(s.serve_forever() for s in servers))
 
 
@@ -1280,6 +1286,25 @@ def _squat_warning(listen: list[str]) -> str | None:
     )
 
 
+def held(listen: list[str]) -> list[str]:
+    """The addresses of ``listen`` on a former default port kept beside the proxy's own
+    (:func:`_moved`): engines started before the move (a hub learner's, running for days)
+    still send their credentials there (their socat, the nat DNAT to ``127.0.0.1:5080``, their
+    filter chain), so the proxy, root, holds the port and answers them; nobody else can bind
+    it while it runs."""
+    return [a for a in listen[1:] if _hostport(a)[1] in FORMER_PORTS]
+
+
+def _held_note(former: list[str]) -> str:
+    return (
+        f"also listening on {', '.join(former)}, a former default port: engines started "
+        "before the proxy moved still send their credentials there, so the proxy holds it "
+        "and no local user can bind it while it runs. Once every such engine has been "
+        "restarted (it then uses the new port), `grader engine scope stop` and `start` "
+        "drop it"
+    )
+
+
 def status(cfg=None) -> dict:
     from grader.engine import services
 
@@ -1301,7 +1326,9 @@ def status(cfg=None) -> dict:
         "upstream": cfg.registry_host,
         "callers": count,
         "log": str(cfg.logfile("scope")),
-        "warning": _squat_warning(listen) if pid else None,
+        "warning": _squat_warning([a for a in listen if a not in held(listen)]) if pid else None,
+        "held": held(listen) if pid else [],
+        "note": _held_note(held(listen)) if pid and held(listen) else None,
     }
 
 
@@ -1315,7 +1342,7 @@ def start(cfg=None, listen: list[str] | None = None) -> dict:
     directory = scope_dir(cfg)
     if now["running"] and _running_version(directory) == POLICY_VERSION:
         return now
-    if now["running"]:  # an older proxy: its addresses (a former default moves), today's policy
+    if now["running"]:  # an older proxy: its addresses (a former port moves, and is held)
         listen = _moved(now["listen"]) or listen
         services.stop_service(cfg, "scope")
     listen = listen or default_listen()
@@ -1342,9 +1369,14 @@ def start(cfg=None, listen: list[str] | None = None) -> dict:
 
 
 def _moved(listen: list[str]) -> list[str]:
-    """``listen`` with an address on a former default port moved to today's default."""
-    out = [default_listen()[0] if _hostport(a)[1] in FORMER_PORTS else a for a in listen]
-    return list(dict.fromkeys(out))
+    """``listen`` with each address on a former default port moved to today's default port on
+    the same host (``0.0.0.0`` or a LAN address stays), and the former addresses kept last:
+    engines started before the move still forward there, and a port the proxy left would be
+    free for any local user to bind and receive their credentials (:func:`held`)."""
+    port = _hostport(default_listen()[0])[1]
+    former = [a for a in listen if _hostport(a)[1] in FORMER_PORTS]
+    out = [f"{a.rpartition(':')[0]}:{port}" if a in former else a for a in listen]
+    return list(dict.fromkeys(out + former))
 
 
 def _running_version(directory: Path) -> str | None:
@@ -1426,6 +1458,8 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=1))
         if out.get("warning"):
             print(f"warning: {out['warning']}", file=sys.stderr)
+        if out.get("note"):
+            print(f"note: {out['note']}", file=sys.stderr)
         return 0 if out["running"] or args.action == "status" else 1
     if args.action == "stop":
         print("stopped" if stop() else "the scope proxy was not running")

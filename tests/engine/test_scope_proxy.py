@@ -14,7 +14,9 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 import uuid
 
 import pytest
@@ -242,6 +244,65 @@ def test_service_start_stop_status(tmp_path, registry_host):
         assert scope.stop(cfg)
     assert not scope.stop(cfg)
     assert not scope.status(cfg)["running"] and not (tmp_path / "run" / "scope.pid").exists()
+
+
+#: Bind HOST PORT as a squatter would: SO_REUSEADDR, so the proxy's TIME_WAIT sockets do not
+#: stand in the way, only a socket listening there.
+BIND = """
+import errno, socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try:
+    s.bind((sys.argv[1], int(sys.argv[2])))
+    print("bound")
+except OSError as e:
+    print(errno.errorcode.get(e.errno, e.errno))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runs the probe as another uid (setpriv)")
+def test_a_proxy_moved_off_a_former_port_keeps_holding_it(tmp_path, registry_host, monkeypatch):
+    """An older proxy on 127.0.0.1:5080 is restarted on today's port and keeps 5080 too:
+    engines started before the move (a hub learner's) still forward there, so no other uid
+    may bind it and receive their credentials. Before, 5080 was left free: ``bound``."""
+    from scopekit import free_port
+
+    from grader.engine import rootless
+
+    host, port = "127.0.0.1", scope.FORMER_PORTS[0]
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            pytest.skip(f"{host}:{port} is in use here")
+    cfg = Settings(tmp_path, int(registry_host.rpartition(":")[2]))
+    today = free_port()  # not 580: the course's own proxy may hold it
+    monkeypatch.setenv("COURSE_SCOPE_PORT", str(today))
+    first = scope.start(cfg, listen=[f"{host}:{port}"])
+    try:
+        (tmp_path / "scope" / "version").write_text("8-older\n")  # another grader's proxy
+        moved = scope.start(cfg)
+        uid = rootless.RUN_UIDS[0] + 7
+        argv = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+        for addr in (host, "0.0.0.0"):
+            done = proc.run([*argv, "/usr/bin/python3", "-c", BIND, addr, str(port)],
+                            timeout=30, cwd="/")  # fmt: skip
+            assert done.stdout.strip() == "EADDRINUSE", (addr, done.stdout, done.stderr[-500:])
+        assert moved["pid"] != first["pid"]
+        assert moved["listen"] == [f"{host}:{today}", f"{host}:{port}"], moved
+        assert moved["held"] == [f"{host}:{port}"] and "5080" in moved["note"], moved
+        log = (tmp_path / "logs" / "scope.log").read_text()
+        assert f"note: also listening on {host}:{port}, a former default port" in log
+        for addr in moved["listen"]:  # both answer as the proxy: 401 with its challenge
+            try:
+                with urllib.request.urlopen(f"http://{addr}/v2/", timeout=10) as r:
+                    answer = (r.status, "")
+            except urllib.error.HTTPError as e:
+                answer = (e.code, e.headers.get("WWW-Authenticate", ""))
+            assert answer[0] == 401 and answer[1].startswith("Basic"), (addr, answer)
+    finally:
+        assert scope.stop(cfg)
 
 
 # --- cross-repository mounts over HTTP ------------------------------------------------------

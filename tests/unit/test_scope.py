@@ -342,9 +342,67 @@ def test_an_unprivileged_port_is_named(monkeypatch):
 
 
 def test_a_proxy_on_a_former_default_port_moves(monkeypatch):
+    """To today's port on the same host, and the former address is kept (held), last."""
     monkeypatch.delenv("COURSE_SCOPE_PORT", raising=False)
     moved = scope._moved(["127.0.0.1:5080", "127.0.0.1:5123", "127.0.0.1:580"])
-    assert moved == ["127.0.0.1:580", "127.0.0.1:5123"]
+    assert moved == ["127.0.0.1:580", "127.0.0.1:5123", "127.0.0.1:5080"]
+    assert scope._moved(["0.0.0.0:5080"]) == ["0.0.0.0:580", "0.0.0.0:5080"]
+    assert scope._moved(["10.1.2.3:5080"]) == ["10.1.2.3:580", "10.1.2.3:5080"]
+    assert scope._moved(moved) == moved  # a later restart keeps holding it
+    assert scope.held(moved) == ["127.0.0.1:5080"] and scope.held(["127.0.0.1:5080"]) == []
+    monkeypatch.setenv("COURSE_SCOPE_PORT", "5080")  # nothing to move: bound once
+    assert scope._moved(["127.0.0.1:5080"]) == ["127.0.0.1:5080"]
+
+
+@pytest.mark.parametrize(
+    "running, expect",
+    [
+        (["127.0.0.1:5080"], ["127.0.0.1:580", "127.0.0.1:5080"]),
+        (["0.0.0.0:5080"], ["0.0.0.0:580", "0.0.0.0:5080"]),
+        (["127.0.0.1:580", "127.0.0.1:5080"], ["127.0.0.1:580", "127.0.0.1:5080"]),
+        (["127.0.0.1:5123"], ["127.0.0.1:5123"]),
+    ],
+)
+def test_start_replaces_an_older_proxy_and_holds_its_former_port(monkeypatch, cfg, running, expect):
+    """An older proxy on 5080 is restarted on 580, same host, and keeps 5080 too: engines
+    started before the move forward there (socat, the nat DNAT, their filter chain), and a
+    5080 nobody holds could be bound by any local user to receive their credentials."""
+    from grader.docker import registry
+    from grader.engine import services
+
+    directory = scope.scope_dir(cfg)
+    directory.mkdir(mode=0o700, parents=True)
+    (directory / "listen").write_text(" ".join(running) + "\n")
+    (directory / "version").write_text("8-older\n")
+    monkeypatch.delenv("COURSE_SCOPE_PORT", raising=False)
+    pid = {"scope": 4242}
+    started: list[list[str]] = []
+
+    def start_service(cfg, name, argv):
+        started.append(argv)
+        pid[name] = 4343
+        return 4343
+
+    def stop_service(cfg, name, timeout=20):
+        return pid.pop(name, None) is not None
+
+    monkeypatch.setattr(services, "owned_pid", lambda cfg, name: pid.get(name))
+    monkeypatch.setattr(services, "start_service", start_service)
+    monkeypatch.setattr(services, "stop_service", stop_service)
+    monkeypatch.setattr(registry, "registry_answers", lambda host, timeout=1: True)
+    now = scope.start(cfg, listen=["127.0.0.1:1"])  # a running proxy's addresses win
+    (argv,) = started
+    assert [argv[i + 1] for i, a in enumerate(argv) if a == "--listen"] == expect
+    assert now["running"] and now["listen"] == expect
+    assert now["held"] == expect[1:]
+    assert (now["warning"] is None) == (expect != ["127.0.0.1:5123"])  # 5080 held: no warning
+    if now["held"]:
+        assert "engines started before the proxy moved" in now["note"]
+        assert "5080" in now["note"]
+    else:
+        assert now["note"] is None
+    assert scope.start(cfg)["pid"] == 4343  # today's version: kept as it is
+    assert len(started) == 1
 
 
 def test_the_doctor_names_a_port_any_user_could_bind(monkeypatch, cfg):
@@ -359,6 +417,15 @@ def test_the_doctor_names_a_port_any_user_could_bind(monkeypatch, cfg):
     assert probe(["127.0.0.1:580"]).ok
     old = probe(["127.0.0.1:5080"])  # a proxy an older grader started
     assert not old.ok and not old.required and "scope start" in old.remedy
+    moved = ["127.0.0.1:580", "127.0.0.1:5080"]
+    monkeypatch.setattr(  # 5080 held for engines started before the move: not a squat hole
+        scope,
+        "status",
+        lambda cfg=None: {"running": True, "listen": moved, "held": moved[1:], "note": "n"},
+    )
+    r = doctor.Report()
+    doctor._probe_scope_port(r, cfg)
+    assert r.checks[0].ok, r.checks[0]
     monkeypatch.setattr(scope, "unprivileged_port_start", lambda: 80)
     low = probe(["127.0.0.1:580"])
     assert not low.ok and "ip_unprivileged_port_start=1024" in low.remedy
