@@ -21,7 +21,10 @@ Each ``docker buildx build`` the script runs is drawn live in a
 command shown): a ``docker`` shim first on ``PATH`` adds ``--progress=rawjson`` (what the panel
 reads; a ``--progress`` the learner chose is replaced) and ``--metadata-file`` (what was pushed,
 with its digest), and marks where each build starts and ends on stderr. Everything else the
-script prints is shown as it comes.
+script prints is shown as it comes. Before it exits, the shim handles the course registry's tag
+race (:mod:`grader.course.tagrace`: a push that met it runs again once; a tag dockerd's second
+push left on one platform's manifest is pointed back at the index), and it passes SIGTERM and
+SIGINT on to the build.
 
 What ran is kept: :func:`cell` returns the :class:`DockerCell` by name (``text`` as typed,
 ``script`` as run, exit status, output, ``calls``: every docker command as bash expanded it,
@@ -130,10 +133,11 @@ CELLS: dict[str, DockerCell] = {}
 _SHIM = '''\
 #!{python}
 """The course's docker shim (grader.course.magics): lanes for `docker buildx build`."""
-import json, os, subprocess, sys
+import json, os, signal, subprocess, sys, tempfile
 
+sys.path.insert(0, {root!r})  # the kernel's grader, for grader.course.tagrace
 REAL = os.environ["COURSE_REAL_DOCKER"]
-args = sys.argv[1:]
+REGISTRY = os.environ.get("COURSE_REGISTRY", "")  # the course registry, host:port
 GLOBAL_WITH_VALUE = {{"--context", "-c", "--host", "-H", "--config", "--log-level", "-l",
                      "--tlscacert", "--tlscert", "--tlskey"}}
 
@@ -151,61 +155,127 @@ def build_word(args):
     return i if i < len(args) and args[i] in ("build", "b") else None
 
 
-try:  # every docker command, as bash expanded it: what the checks grade
-    with open(os.path.join(os.environ["COURSE_BUILD_DIR"], "calls.jsonl"), "a") as calls:
-        calls.write(json.dumps(["docker", *args]) + "\\n")
-except OSError:
-    pass
+def log_call(args):
+    """Every docker command, as bash expanded it: what the checks grade."""
+    try:
+        with open(os.path.join(os.environ["COURSE_BUILD_DIR"], "calls.jsonl"), "a") as calls:
+            calls.write(json.dumps(["docker", *args]) + "\\n")
+    except OSError:
+        pass
+
+
+def build_argv(args, k):
+    """The build as run, with rawjson progress (what the panel reads: a --progress the
+    learner chose is replaced) and a metadata file: (argv, metadata file, ours or None)."""
+    rest, meta, i = [], None, k + 1
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            rest += args[i:]
+            break
+        if a == "--metadata-file" and i + 1 < len(args):
+            meta = args[i + 1]
+        elif a.startswith("--metadata-file="):
+            meta = a.partition("=")[2]
+        if a == "--progress":
+            i += 2
+            continue
+        if not a.startswith("--progress="):
+            rest.append(a)
+        i += 1
+    extra, ours = ["--progress=rawjson"], None
+    if meta is None:
+        fd, meta = tempfile.mkstemp(prefix="build-", suffix=".json",
+                                    dir=os.environ["COURSE_BUILD_DIR"])
+        os.close(fd)
+        extra += ["--metadata-file", meta]
+        ours = meta
+    return [REAL, *args[: k + 1], *extra, *rest], meta, ours
+
+
+def marker(kind, **info):
+    sys.stderr.write(kind + " " + json.dumps({{"id": os.getpid(), **info}}) + "\\n")
+    sys.stderr.flush()
+
+
+def stop(p):
+    """The build ends with the shim: asked first (docker passes SIGTERM on to buildx), then
+    killed."""
+    if p.poll() is None:
+        p.terminate()
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    p.wait()
+
+
+def run(argv, stopped):
+    """Run the build once, its stderr passed on line by line and SIGTERM/SIGINT passed on to
+    it: (exit status, buildx's tag-race error seen, the names its second push sent)."""
+    p = subprocess.Popen(argv, stderr=subprocess.PIPE)
+
+    def forward(signum, _frame):
+        stopped.append(signum)
+        p.send_signal(signum)
+
+    handlers = {{s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)
+                if signal.getsignal(s) is not signal.SIG_IGN}}
+    race, names = False, []
+    try:
+        for raw in iter(p.stderr.readline, b""):
+            sys.stderr.buffer.write(raw)
+            sys.stderr.flush()
+            line = raw.decode("utf-8", "replace").rstrip("\\n")
+            race = race or tagrace.race_error(line, REGISTRY)
+            names += tagrace.pushed_with_docker(line)
+        return p.wait(), race, names
+    finally:
+        stop(p)
+        for s, h in handlers.items():
+            signal.signal(s, h)
+
+
+def build(argv):
+    """The build, run again once when its push met the course registry's tag race (a push
+    is idempotent): (exit status, the names its second push sent, signals it was sent)."""
+    stopped = []
+    code, race, names = run(argv, stopped)
+    if code != 0 and race and not stopped:
+        sys.stderr.write("[course] the course registry failed to read a tag while it was "
+                         "being written (registry-tag-race); pushing again, once\\n")
+        sys.stderr.flush()
+        code, race, names = run(argv, stopped)
+    return code, names, stopped
+
+
+def repair(names, meta):
+    """The course registry's tags the second push left on one platform's manifest, pointed
+    back at the index the build pushed: what to say."""
+    try:
+        with open(meta) as f:
+            digest = json.load(f).get("containerimage.digest")
+        if not isinstance(digest, str):
+            return []
+        return tagrace.repair_pushed_tags(names, digest, REGISTRY, docker=REAL)
+    except Exception as e:  # the build succeeded: a check that fails does not change that
+        return [f"[course] could not check the tags the push wrote: {{e}}"]
+
+
+args = sys.argv[1:]
+log_call(args)
 k = build_word(args)
 if k is None:
     os.execv(REAL, [REAL, *args])
-rest, i = [], k + 1
-while i < len(args):  # the panel reads rawjson: a --progress the learner chose is replaced
-    a = args[i]
-    if a == "--":
-        rest += args[i:]
-        break
-    if a == "--progress":
-        i += 2
-        continue
-    if not a.startswith("--progress="):
-        rest.append(a)
-    i += 1
-extra = ["--progress=rawjson"]
-meta = None
-if not any(a == "--metadata-file" or a.startswith("--metadata-file=") for a in rest):
-    fd, meta = __import__("tempfile").mkstemp(prefix="build-", suffix=".json",
-                                               dir=os.environ["COURSE_BUILD_DIR"])
-    os.close(fd)
-    extra += ["--metadata-file", meta]
-sys.stderr.write({start!r} + " " + json.dumps({{"id": os.getpid(), "argv": ["docker", *args],
-                                                 "metadata": meta}}) + "\\n")
-sys.stderr.flush()
-RACE = __import__("re").compile(r"unexpected status from (HEAD|GET|PUT) request to \\S+"
-                                r"/manifests/\\S+: 500|invalid checksum digest format")
+from grader.course import tagrace  # noqa: E402 (builds only)
 
-
-def build():
-    """Run the build, its stderr passed on line by line; (exit status, the registry's tag
-    race seen in its output)."""
-    p = subprocess.Popen([REAL, *args[: k + 1], *extra, *rest], stderr=subprocess.PIPE)
-    seen = False
-    for line in iter(p.stderr.readline, b""):
-        sys.stderr.buffer.write(line)
-        sys.stderr.flush()
-        seen = seen or bool(RACE.search(line.decode("utf-8", "replace")))
-    return p.wait(), seen
-
-
-code, race = build()
-if code != 0 and race:  # registry-tag-race (grader.known_errors): a push is idempotent
-    sys.stderr.write("[course] the course registry failed to read a tag while it was being "
-                     "written (registry-tag-race); pushing again, once\\n")
-    sys.stderr.flush()
-    code, race = build()
-sys.stderr.write({end!r} + " " + json.dumps({{"id": os.getpid(), "returncode": code}}) + "\\n")
-sys.stderr.flush()
-sys.exit(code)
+argv, meta, ours = build_argv(args, k)
+marker({start!r}, argv=["docker", *args], metadata=ours)
+code, names, stopped = build(argv)
+said = repair(names, meta) if code == 0 and names else []
+status = 128 + stopped[0] if stopped else (code if code >= 0 else 128 - code)
+marker({end!r}, returncode=status, said=said)
+sys.exit(status)
 '''
 
 
@@ -279,56 +349,6 @@ class BuildRecord:
     def digest(self) -> str | None:
         value = self.metadata.get("containerimage.digest")
         return value if isinstance(value, str) else None
-
-
-# --- dockerd's second push ------------------------------------------------------------------
-
-
-def repair_pushed_tags(record: BuildRecord) -> list[str]:
-    """Point each course-registry tag a build pushed back at the build's image index, when
-    dockerd's second push left it on one of that index's own manifests; returns what to say.
-
-    With the ``docker`` driver on the containerd image store, buildx 0.13 pushes twice:
-    BuildKit pushes the index, then buildx asks dockerd to push it again ("pushing ... with
-    docker"), and dockerd 26 sends every manifest to the tag at once, the index last. The
-    course registry (distribution 2.8) rewrites a tag's link file in place, so a read beside
-    one of those writes can fail (500 "invalid checksum digest format"), the second push
-    stops, and the tag is left on one platform's manifest. Only that exact state is
-    repaired: a tag that names anything else is the learner's."""
-    from grader.course.labkit import registry_host
-    from grader.docker.registry import Reference, RegistryClient, RegistryError
-
-    if not record.pushed or record.digest is None:
-        return []
-    said, client = [], RegistryClient()
-    for tag in record.tags:
-        try:
-            ref = Reference.parse(tag)
-            if ref.host != registry_host() or ref.digest:
-                continue
-            now = client.fetch_manifest(ref).digest
-            if now == record.digest:
-                continue
-            index = client.fetch_manifest(ref.with_digest(record.digest))
-        except (RegistryError, ValueError):
-            continue
-        if now in {d.digest for d in index.manifests}:
-            said.append(_retag(tag, ref.with_digest(record.digest), now, record.digest))
-    return said
-
-
-def _retag(tag: str, source: Any, was: str, digest: str) -> str:
-    done = proc.run(
-        ["docker", "buildx", "imagetools", "create", "-t", tag, str(source)],
-        timeout=120,
-        check=False,
-    )
-    outcome = "pointed it back at the index" if done.ok else "could not repair it: push again"
-    return (
-        f"[course] {tag} named {was[:19]} (one platform's manifest) after the push, not the "
-        f'image index {digest[:19]}: dockerd\'s second push ("pushing ... with docker") '
-        f"raced in the course registry, which rewrites a tag in place; the course {outcome}."
-    )
 
 
 # --- what a cell was ---------------------------------------------------------------------
@@ -444,7 +464,9 @@ def _shim_dir() -> Path:
     """A folder holding the ``docker`` shim (one per kernel)."""
     folder = Path(tempfile.mkdtemp(prefix="course-docker-shim-"))
     shim = folder / "docker"
-    shim.write_text(_SHIM.format(python=sys.executable, start=BUILD_START, end=BUILD_END))
+    root = Path(__file__).resolve().parents[2]  # where the shim imports grader from
+    text = _SHIM.format(python=sys.executable, root=str(root), start=BUILD_START, end=BUILD_END)
+    shim.write_text(text)
     shim.chmod(0o755)
     return folder
 
@@ -547,10 +569,10 @@ class _Runner:
                 record.metadata = json.loads(Path(record.metadata_path).read_text() or "{}")
             except (OSError, ValueError):
                 record.metadata = {}
-            for line in repair_pushed_tags(record):
-                self._say(line)
         state = "succeeded" if record.returncode == 0 else f"failed (exit {record.returncode})"
         self._say(f"[build for {', '.join(record.platforms)} {state} in {record.duration:.1f} s]")
+        for line in info.get("said") or []:  # the shim's repair of the tags it pushed
+            self._say(str(line))
 
     def line(self, source: str, text: str) -> None:
         if source == "stderr" and text.startswith(BUILD_START + " "):
@@ -610,7 +632,8 @@ def run_cell(
     shim = _shim_dir()
     run_env = {"COURSE_REAL_DOCKER": real or "docker", "COURSE_BUILD_DIR": str(build_dir),
                "PATH": f"{shim}{os.pathsep}{os.environ.get('PATH', '')}",
-               "REGISTRY": namespace["REGISTRY"], **(env or {})}  # fmt: skip
+               "REGISTRY": namespace["REGISTRY"], "COURSE_REGISTRY": namespace["REGISTRY"],
+               **(env or {})}  # fmt: skip
     script = build_dir / f"{name}.sh"
     script.write_text(result.script)
     runner = _Runner(result, show, panels)
