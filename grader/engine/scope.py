@@ -787,7 +787,7 @@ class Proxy:
     upstream: tuple[str, int]
     limits: Limits = field(default_factory=Limits)
     connections: int = 0
-    per_uid: dict[str, int] = field(default_factory=dict)  # peer_identity -> connections
+    per_peer: dict[str, int] = field(default_factory=dict)  # peer_identity -> connections
     inflight: dict[str, int] = field(default_factory=dict)
     manifest_locks: weakref.WeakValueDictionary = field(default_factory=weakref.WeakValueDictionary)
 
@@ -795,10 +795,10 @@ class Proxy:
         print(f"{time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        uid = None
+        who = None
         if self.connections < self.limits.max_connections:  # the cheap cap first
-            uid = peer_identity(writer.get_extra_info("socket"))
-        why = self._over_connections(uid)
+            who = peer_identity(writer.get_extra_info("socket"))
+        why = self._over_connections(who)
         if why:
             self.log.record("-", "-", "-", 503, why)
             writer.write(error_response(503, "TOOMANYREQUESTS", why, close=True))
@@ -807,8 +807,8 @@ class Proxy:
             writer.close()
             return
         self.connections += 1
-        self.per_uid[uid] = self.per_uid.get(uid, 0) + 1
-        writer.peer_uid = uid
+        self.per_peer[who] = self.per_peer.get(who, 0) + 1
+        writer.peer = who
         try:
             first = True
             while await self._one(reader, writer, first):
@@ -817,9 +817,9 @@ class Proxy:
             pass
         finally:
             self.connections -= 1
-            self.per_uid[uid] -= 1
-            if not self.per_uid[uid]:
-                del self.per_uid[uid]
+            self.per_peer[who] -= 1
+            if not self.per_peer[who]:
+                del self.per_peer[who]
             writer.close()
 
     def _over_connections(self, who: str | None) -> str | None:
@@ -827,7 +827,7 @@ class Proxy:
         client's socket (so one learner's engine cannot take every connection)."""
         if self.connections >= self.limits.max_connections or who is None:
             return "too many connections"
-        if self.per_uid.get(who, 0) >= self.limits.max_connections_per_uid:
+        if self.per_peer.get(who, 0) >= self.limits.max_connections_per_uid:
             return f"too many connections from {who}"
         return None
 
@@ -919,7 +919,7 @@ class Proxy:
             raise Refused(413, "SIZE_INVALID", f"request body over {cap} bytes")
         budget = caller.name
         if caller is ANONYMOUS:  # one budget per uid, not one for every reader of library/
-            budget = f"{caller.name}/{getattr(writer, 'peer_uid', 'unknown')}"
+            budget = f"{caller.name}/{getattr(writer, 'peer', 'unknown')}"
         if self.inflight.get(budget, 0) >= self.limits.max_inflight_per_caller:
             raise Refused(
                 429,
